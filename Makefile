@@ -1,0 +1,28 @@
+# The two commands of the README: `make demo` and `make test`. Each creates .venv and installs on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv notebooks benchmark clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --user --name farnet-lite --display-name "farnet-lite" >/dev/null
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m farnet_lite.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+benchmark: $(STAMP)
+	$(PY) -m farnet_lite.cli benchmark
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

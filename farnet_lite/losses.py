@@ -1,0 +1,123 @@
+"""Heatmap losses: L2 (Eq. 2), the exponential weighted center loss EWC (Eq. 3), Adaptive Wing, coarse-to-fine.
+
+Introduced in notebook 02_ewc_loss.
+
+All three per-pixel losses take ``pred`` and ``target`` of shape ``(B, K, H, W)`` and return the mean over every
+element (batch, landmarks and pixels) as a scalar tensor. They are computed in float32 even when ``pred`` comes
+out of a bf16/fp16 autocast region, because ``alpha ** y`` and the squared error lose too much in half precision.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, Tuple
+
+import torch
+
+from farnet_lite.heatmaps import encode_heatmaps, rescale_points
+
+
+def l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Paper Eq. 2: mean squared error over all pixels, ``mean((y - y_hat)^2)``.
+
+    Introduced in notebook 02_ewc_loss.
+    """
+    return torch.mean((pred.float() - target.float()) ** 2)
+
+
+def ewc_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 40.0) -> torch.Tensor:
+    """Paper Eq. 3, exponential weighted center loss: ``mean((y - y_hat)^2 * alpha^y)``, alpha = 40.
+
+    The weight ``alpha^y`` is 1 far from a landmark (y = 0) and alpha at its centre (y = 1), so the few pixels
+    near the landmark are no longer drowned by the many background pixels (paper Fig. 4).
+
+    Introduced in notebook 02_ewc_loss.
+    """
+    target = target.float()
+    return torch.mean((pred.float() - target) ** 2 * torch.pow(alpha, target))
+
+
+def adaptive_wing_loss(pred: torch.Tensor, target: torch.Tensor, omega: float = 14.0, theta: float = 0.5,
+                       epsilon: float = 1.0, alpha: float = 2.1) -> torch.Tensor:
+    """Adaptive Wing loss (Wang, Bo & Fuxin, ICCV 2019, Eq. 6) with the paper's defaults.
+
+    ``AW(y, y_hat) = omega * ln(1 + (|y - y_hat| / epsilon)^(alpha - y))``  if ``|y - y_hat| < theta``,
+    ``A * |y - y_hat| - C`` otherwise, with A and C chosen so both pieces meet smoothly at theta:
+    ``A = omega / (1 + (theta/epsilon)^(alpha - y)) * (alpha - y) * (theta/epsilon)^(alpha - y - 1) / epsilon`` and
+    ``C = theta * A - omega * ln(1 + (theta/epsilon)^(alpha - y))``. The weighted loss map of that paper (a x10
+    weight on dilated foreground) is not part of the loss itself and is not applied here.
+
+    Introduced in notebook 02_ewc_loss.
+    """
+    target = target.float()
+    delta = (pred.float() - target).abs()
+    power = alpha - target
+    ratio = theta / epsilon
+    a = omega / (1.0 + ratio ** power) * power * ratio ** (power - 1.0) / epsilon
+    c = theta * a - omega * torch.log1p(ratio ** power)
+    small = omega * torch.log1p((delta / epsilon) ** power)
+    large = a * delta - c
+    return torch.mean(torch.where(delta < theta, small, large))
+
+
+def heatmap_loss_fn(name: str, alpha: float = 40.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The per-output loss called by name: ``"ewc"`` (paper default, with ``alpha``), ``"l2"`` or ``"aw"``.
+
+    Introduced in notebook 02_ewc_loss.
+    """
+    if name == "ewc":
+        return lambda pred, target: ewc_loss(pred, target, alpha=alpha)
+    if name == "l2":
+        return l2_loss
+    if name == "aw":
+        return adaptive_wing_loss
+    raise ValueError(f"loss must be 'ewc', 'l2' or 'aw', got {name!r}")
+
+
+def coarse_to_fine_loss(output, points: torch.Tensor, input_size: Tuple[int, int], sigma: float = 10.0,
+                        loss: str = "ewc", alpha: float = 40.0, origin: float = 0.0,
+                        return_parts: bool = False):
+    """Coarse-to-fine supervision (§3.3): the loss of every supervised output, each against its own targets.
+
+    Each output (``output.final`` and, for MSFA+FR, ``output.coarse`` at half resolution) gets Gaussian targets
+    drawn on *its own* pixel grid, with the same sigma in that grid's pixels; the landmark positions are moved from
+    the input grid with :func:`~farnet_lite.heatmaps.rescale_points`. The targets are built on the outputs' device
+    inside the step, from coordinates -- no per-sample numpy maps.
+
+    Args:
+        output: a ``HeatmapOutput(final, coarse)`` (``coarse`` may be None), or a tuple of tensors.
+        points: ``(B, K, 2)`` landmark ``(x, y)`` in the network-input grid; NaN for landmarks to ignore
+            (their target is all zero).
+        input_size: ``(H, W)`` of the network input.
+        loss: ``"ewc"`` (Eq. 3, default), ``"l2"`` (Eq. 2) or ``"aw"`` (Adaptive Wing).
+        return_parts: also return a dict of the per-output losses (as floats) for logging.
+
+    Returns:
+        The summed scalar loss, or ``(loss, parts)`` with ``return_parts=True``.
+
+    Introduced in notebook 05_fr_module_and_coarse_to_fine.
+    """
+    loss_fn = heatmap_loss_fn(loss, alpha)
+    names = getattr(output, "_fields", None) or [f"output{i}" for i in range(len(output))]
+    total = None
+    parts: Dict[str, float] = {}
+    for name, heatmaps in zip(names, output):
+        if heatmaps is None:
+            continue
+        grid = tuple(heatmaps.shape[-2:])
+        targets = encode_heatmaps(rescale_points(points.float(), input_size, grid), grid, sigma, origin)
+        value = loss_fn(heatmaps, targets)
+        parts[name] = float(value.detach())
+        total = value if total is None else total + value
+    if total is None:
+        raise ValueError("output holds no heatmaps to supervise")
+    return (total, parts) if return_parts else total
+
+
+def ewc_weight(y, alpha: float = 40.0):
+    """The EWC per-pixel weight ``alpha ** y`` of Eq. 3 (the curve of paper Fig. 4); numbers or tensors.
+
+    Introduced in notebook 02_ewc_loss.
+    """
+    if isinstance(y, torch.Tensor):
+        return torch.pow(alpha, y)
+    return math.pow(alpha, y) if isinstance(y, (int, float)) else alpha ** y
