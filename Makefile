@@ -19,7 +19,10 @@ demo: $(STAMP)
 	$(PY) -m farnet_lite.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	FARNET_QUICK=1 $(PY) -m pytest -q tests --nbval-lax --nbval-current-env notebooks
+
+notebooks: $(STAMP)
+	$(PY) tools/notebooks.py run-all
 
 benchmark: $(STAMP)
 	$(PY) -m farnet_lite.cli benchmark

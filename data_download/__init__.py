@@ -1,0 +1,10 @@
+"""Downloaders of the three public datasets of the FARNet paper, one module each (notebook 00_data).
+
+    python -m data_download.isbi2015 --dest data/isbi2015      ISBI 2015 cephalograms (figshare)
+    python -m data_download.hand --dest data/hand_dha          Digital Hand Atlas + Payer et al.'s 37 landmarks
+    python -m data_download.spine --dest data/spine_aasce --archive boostnet_labeldata.zip   AASCE / SpineWeb 16
+
+Each one downloads with pooch (checksums where known, progress bars, a cache, resume), extracts safely into a
+temporary folder and renames it into place only when the layout has been verified. `--help` explains the
+manual route for sources that are offline or need a browser.
+"""

@@ -1,0 +1,366 @@
+"""Keep the course notebooks clean and runnable: ``strip``, ``check``, ``refresh`` and ``run-all``.
+
+Run it from anywhere with the project's interpreter (it needs only nbformat and nbclient)::
+
+    .venv/bin/python tools/notebooks.py strip   [NOTEBOOK ...]   # drop outputs, keep the marked cells' small text
+    .venv/bin/python tools/notebooks.py check   [NOTEBOOK ...]   # exit 1 listing every unclean notebook / cell (CI)
+    .venv/bin/python tools/notebooks.py refresh [NOTEBOOK ...]   # run in quick mode (FARNET_QUICK=1), then strip
+    .venv/bin/python tools/notebooks.py run-all                  # run every notebook in order; figures -> figures/
+
+A NOTEBOOK is a path (``notebooks/01_heatmap_ground_truth.ipynb``), a bare name found in ``notebooks/``
+(``01_heatmap_ground_truth`` or ``01_heatmap_ground_truth.ipynb``) or a folder; none means every notebook.
+
+What "clean" means (docs/NOTEBOOKS.md): no outputs, ``execution_count`` null, no cell metadata but ``tags``, notebook
+metadata reduced to the ``python3`` kernelspec -- except in cells whose first line is ``# NBVAL_CHECK_OUTPUT``, which
+keep their stdout text and ``text/plain`` results, and an execution count (nbval refuses stored outputs of a cell
+whose count is null), so that ``pytest --nbval-lax`` can compare them. Those cells must
+produce nothing else (no figure, no HTML table, no stderr warning): ``refresh`` refuses to write a notebook whose
+marked cell does, because nbval would then fail on it. ``check`` also checks the opening that every notebook shares
+(title with Colab badge, setup cell, parameters cell, version line) and that it has an exercise with a check cell.
+
+Notebooks run in ``notebooks/`` (their relative paths ``data`` and ``../figures`` resolve there), on the kernel named
+``python3`` but always started with *this* interpreter, so a stray user-level ``python3`` kernelspec cannot pick
+another environment. ``run-all`` does not rewrite the committed notebooks; it only regenerates what they save.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import nbformat
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = REPO / "notebooks"
+MARKER = "# NBVAL_CHECK_OUTPUT"
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+CLEAN_METADATA = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
+KEPT_CELL_METADATA = ("tags",)
+CELL_TIMEOUT_S = 300
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+COLAB_LINK = "https://colab.research.google.com/github/"
+
+
+# --------------------------------------------------------------------------------------------- finding notebooks
+def notebook_paths(paths: Sequence[str] = ()) -> List[Path]:
+    """Resolve command-line names to notebook files, in run order (sorted by name); none -> all of notebooks/."""
+    if not paths:
+        paths = [str(NOTEBOOK_DIR)]
+    found: List[Path] = []
+    for name in paths:
+        candidates = [Path(name), NOTEBOOK_DIR / name, NOTEBOOK_DIR / f"{name}.ipynb"]
+        path = next((p for p in candidates if p.exists()), None)
+        if path is None:
+            raise SystemExit(f"No notebook {name!r}: give a path, or a name that exists in {NOTEBOOK_DIR}.")
+        if path.is_dir():
+            found += sorted(p for p in path.glob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+        elif path.suffix == ".ipynb":
+            found.append(path)
+        else:
+            raise SystemExit(f"{path} is not a .ipynb notebook; pass a notebook or the notebooks/ folder.")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return sorted(unique, key=lambda p: p.name)
+
+
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """Read a notebook as nbformat v4 (a clear error naming the file if it is not valid JSON)."""
+    try:
+        return nbformat.read(str(path), as_version=4)
+    except Exception as err:  # nbformat raises several JSON / validation types
+        raise SystemExit(f"Cannot read notebook {path} ({err}); fix the JSON or restore it from git.") from err
+
+
+def write_notebook(nb: nbformat.NotebookNode, path: Path) -> None:
+    """Write atomically (temp file in the same folder, then rename): never a half-written notebook."""
+    text = nbformat.writes(nb) + "\n"
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~umask   # mkstemp alone would give 0600
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------------------------- strip / check
+def is_checked_cell(cell) -> bool:
+    """True for a code cell whose first line is ``# NBVAL_CHECK_OUTPUT`` (its text output is kept and compared)."""
+    if cell.get("cell_type") != "code":
+        return False
+    lines = cell.get("source", "").lstrip("\n").splitlines()
+    return bool(lines) and lines[0].strip() == MARKER
+
+
+def _cell_label(index: int, cell) -> str:
+    first = next((line for line in cell.get("source", "").splitlines() if line.strip()), "")
+    first = first if len(first) <= 50 else first[:47] + "..."
+    return f"cell {index} ({cell.get('cell_type')}: {first!r})"
+
+
+def _kept_output(output, execution_count: Optional[int] = None) -> Optional[dict]:
+    """The comparable part of one output of a marked cell, or None if nothing of it may be kept."""
+    kind = output.get("output_type")
+    if kind == "stream" and output.get("name") == "stdout":
+        return nbformat.v4.new_output("stream", name="stdout", text=output.get("text", ""))
+    if kind == "execute_result" and "text/plain" in output.get("data", {}):
+        if set(output["data"]) != {"text/plain"}:
+            return None  # e.g. a DataFrame (text/html too): nbval would compare the HTML as well
+        return nbformat.v4.new_output("execute_result", data={"text/plain": output["data"]["text/plain"]},
+                                      execution_count=execution_count)
+    return None
+
+
+def _describe_output(output) -> str:
+    kind = output.get("output_type")
+    if kind == "stream":
+        return f"{output.get('name')} stream"
+    if kind == "error":
+        return f"error {output.get('ename')}"
+    return f"{kind} ({', '.join(sorted(output.get('data', {})))})"
+
+
+def strip_notebook(nb: nbformat.NotebookNode) -> List[str]:
+    """Clean ``nb`` in place (see the module docstring); returns warnings about marked cells whose outputs had to be
+    dropped (those cells would fail ``pytest --nbval-lax``: make them print small deterministic text only)."""
+    warnings: List[str] = []
+    nb.metadata = nbformat.from_dict(copy.deepcopy(CLEAN_METADATA))
+    ordinal = 0
+    for index, cell in enumerate(nb.cells):
+        cell.metadata = nbformat.from_dict({k: cell.metadata[k] for k in KEPT_CELL_METADATA
+                                            if cell.get("metadata", {}).get(k)})
+        if cell.cell_type != "code":
+            continue
+        ordinal += 1
+        # A marked cell keeps its count (or gets its position among code cells, as a top-to-bottom run gives it).
+        count = (cell.get("execution_count") or ordinal) if is_checked_cell(cell) else None
+        kept = []
+        if is_checked_cell(cell):
+            for output in cell.get("outputs", []):
+                clean = _kept_output(output, count)
+                if clean is None:
+                    warnings.append(f"{_cell_label(index, cell)}: marked {MARKER} but produced "
+                                    f"{_describe_output(output)}, which cannot be kept")
+                else:
+                    kept.append(clean)
+        cell.outputs = kept
+        cell.execution_count = count if kept else None
+    return warnings
+
+
+def check_notebook(nb: nbformat.NotebookNode) -> List[str]:
+    """Everything ``strip_notebook`` would change or refuse, as one line per problem ([] = clean)."""
+    problems: List[str] = []
+    if dict(nb.get("metadata", {})) != CLEAN_METADATA:
+        extra = sorted(set(nb.get("metadata", {})) - set(CLEAN_METADATA))
+        problems.append(f"notebook metadata is not the clean python3 kernelspec"
+                        f"{' (extra keys: ' + ', '.join(extra) + ')' if extra else ''}")
+    for index, cell in enumerate(nb.cells):
+        label = _cell_label(index, cell)
+        noise = sorted(k for k in cell.get("metadata", {}) if k not in KEPT_CELL_METADATA)
+        if noise:
+            problems.append(f"{label}: cell metadata {', '.join(noise)}")
+        if cell.cell_type != "code":
+            continue
+        outputs = cell.get("outputs", [])
+        count = cell.get("execution_count")
+        if count is not None and not (is_checked_cell(cell) and outputs):
+            problems.append(f"{label}: execution_count {count} (should be null)")
+        if count is None and is_checked_cell(cell) and outputs:
+            problems.append(f"{label}: marked cell with outputs but a null execution_count (nbval would refuse it)")
+        if not is_checked_cell(cell):
+            if outputs:
+                kinds = ", ".join(_describe_output(o) for o in outputs)
+                problems.append(f"{label}: {len(outputs)} output(s) ({kinds}) in a cell not marked {MARKER}")
+            continue
+        if not outputs:
+            problems.append(f"{label}: marked {MARKER} but has no stored output (run refresh)")
+        for output in outputs:
+            clean = _kept_output(output, count)
+            if clean is None:
+                problems.append(f"{label}: {_describe_output(output)} in a marked cell (only stdout text and "
+                                f"text/plain results may be kept)")
+            elif output != clean:
+                problems.append(f"{label}: {_describe_output(output)} carries extra fields (metadata, count)")
+    return problems
+
+
+def opening_problems(nb: nbformat.NotebookNode, name: str) -> List[str]:
+    """The shared shape of docs/NOTEBOOKS.md: title + Colab badge, setup cell, parameters cell, version line, and an
+    exercise with an ``assert`` check cell. ``name`` is the file name, e.g. ``01_heatmap_ground_truth.ipynb``."""
+    problems: List[str] = []
+    cells = nb.cells
+    stem = Path(name).stem
+    number = stem.split("_", 1)[0]
+    title = cells[0].source if cells and cells[0].cell_type == "markdown" else ""
+    if not re.match(rf"#\s+{re.escape(number)}\s+·\s+\S", title):
+        problems.append(f"the first cell must be a markdown title '# {number} · Title'")
+    if COLAB_BADGE not in title or f"{COLAB_LINK}" not in title or f"notebooks/{stem}.ipynb" not in title:
+        problems.append(f"the title cell must carry the 'Open in Colab' badge linking to notebooks/{stem}.ipynb")
+    code = [c.source for c in cells if c.cell_type == "code"]
+    setup = next((i for i, src in enumerate(code) if "KIT_URL" in src), None)
+    if setup is None or not all(s in code[setup] for s in ("KIT_REF", "IN_COLAB", "pip", "install")):
+        problems.append("a setup cell defining KIT_URL, KIT_REF and IN_COLAB (pip install on Colab) is missing")
+    params = next((i for i, src in enumerate(code) if re.search(r"^QUICK\s*=", src, re.M)), None)
+    if params is None or 'os.environ.get("FARNET_QUICK"' not in code[params] or "DATA_ROOT" not in code[params]:
+        problems.append("a parameters cell with QUICK = os.environ.get(\"FARNET_QUICK\", ...) and DATA_ROOT is missing")
+    elif setup is not None and params < setup:
+        problems.append("the parameters cell must come after the setup cell")
+    if not any("farnet_lite.__version__" in src and "QUICK=" in src for src in code):
+        problems.append("the imports cell must print the farnet_lite / torch versions, device and QUICK")
+    if not any(c.cell_type == "markdown" and re.search(r"\bExercise\b", c.source) for c in cells):
+        problems.append("no markdown cell introduces an Exercise")
+    if not any(re.search(r"^\s*assert\b", src, re.M) for src in code):
+        problems.append("no check cell with an assert statement")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------- execution
+class ThisPythonKernelManager(AsyncKernelManager):
+    """The ``python3`` kernel, always started by the interpreter running this script (e.g. ``.venv/bin/python``)."""
+
+    @property
+    def kernel_spec(self):
+        spec = AsyncKernelManager.kernel_spec.fget(self)
+        if spec is not None:
+            spec.argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        return spec
+
+
+def execute_notebook(path: Path, quick: Optional[bool] = None, timeout: Optional[int] = CELL_TIMEOUT_S):
+    """Run a notebook top to bottom in notebooks/ -> (executed copy, seconds). quick=None keeps FARNET_QUICK as is."""
+    nb = read_notebook(path)
+    saved = os.environ.get("FARNET_QUICK")
+    if quick is not None:
+        os.environ["FARNET_QUICK"] = "1" if quick else "0"
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", coalesce_streams=True,
+                            kernel_manager_class=ThisPythonKernelManager,
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    try:
+        client.execute()
+    finally:
+        if quick is not None:
+            if saved is None:
+                os.environ.pop("FARNET_QUICK", None)
+            else:
+                os.environ["FARNET_QUICK"] = saved
+    return nb, time.perf_counter() - start
+
+
+def _run(path: Path, quick: Optional[bool], timeout: Optional[int]):
+    """execute_notebook with a one-paragraph failure message instead of a kernel traceback dump."""
+    try:
+        return execute_notebook(path, quick, timeout)
+    except (CellExecutionError, CellTimeoutError) as err:
+        message = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()   # drop terminal colours
+        tail = "\n    ".join(message[-12:])
+        print(f"FAILED {path.name}:\n    {tail}", file=sys.stderr)
+        return None, 0.0
+
+
+# --------------------------------------------------------------------------------------------- commands
+def cmd_strip(paths: Sequence[str]) -> int:
+    status = 0
+    for path in notebook_paths(paths):
+        nb = read_notebook(path)
+        before = nbformat.writes(nb)
+        warnings = strip_notebook(nb)
+        if nbformat.writes(nb) != before:
+            write_notebook(nb, path)
+            print(f"stripped {path.name}")
+        for warning in warnings:
+            print(f"WARNING {path.name}: {warning}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_check(paths: Sequence[str]) -> int:
+    bad = 0
+    for path in notebook_paths(paths):
+        nb = read_notebook(path)
+        problems = check_notebook(nb) + opening_problems(nb, path.name)
+        if problems:
+            bad += 1
+            print(f"{path.name}:")
+            for problem in problems:
+                print(f"    {problem}")
+    if bad:
+        print(f"{bad} notebook(s) not clean: outputs and metadata -> `python tools/notebooks.py refresh NAME` "
+              f"(or `strip NAME`); a missing opening or exercise -> edit by hand (docs/NOTEBOOKS.md).")
+    return 1 if bad else 0
+
+
+def cmd_refresh(paths: Sequence[str], timeout: int) -> int:
+    for path in notebook_paths(paths):
+        nb, seconds = _run(path, quick=True, timeout=timeout)
+        if nb is None:
+            return 1
+        warnings = strip_notebook(nb)
+        if warnings:
+            for warning in warnings:
+                print(f"ERROR {path.name}: {warning}", file=sys.stderr)
+            print(f"{path.name} left unchanged: make the marked cells print small text only.", file=sys.stderr)
+            return 1
+        write_notebook(nb, path)
+        print(f"refreshed {path.name} in {seconds:.1f} s (quick mode)")
+    return 0
+
+
+def cmd_run_all(timeout: Optional[int]) -> int:
+    quick = os.environ.get("FARNET_QUICK") == "1"
+    mode = "quick" if quick else "full" if os.environ.get("FARNET_QUICK") == "0" else "default (quick without a GPU)"
+    if timeout is None and quick:
+        timeout = CELL_TIMEOUT_S
+    print(f"running every notebook in {NOTEBOOK_DIR}, {mode} mode")
+    total = 0.0
+    for path in notebook_paths():
+        nb, seconds = _run(path, quick=None, timeout=timeout)
+        if nb is None:
+            return 1
+        total += seconds
+        print(f"{path.name}: {seconds:.1f} s", flush=True)
+    print(f"all notebooks ran in {total:.1f} s; figures are in {REPO / 'figures'}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("strip", "remove outputs except the marked cells' text"),
+                       ("check", "exit 1 if a notebook is not clean"),
+                       ("refresh", "execute in quick mode, then strip")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("paths", nargs="*", help="notebooks (default: all of notebooks/)")
+        if name == "refresh":
+            p.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S, help="per-cell timeout in seconds")
+    p = sub.add_parser("run-all", help="execute every notebook in order (FARNET_QUICK from the environment)")
+    p.add_argument("--timeout", type=int, default=None,
+                   help=f"per-cell timeout in seconds (default: {CELL_TIMEOUT_S} in quick mode, none in full mode)")
+    args = parser.parse_args(argv)
+    if args.command == "strip":
+        return cmd_strip(args.paths)
+    if args.command == "check":
+        return cmd_check(args.paths)
+    if args.command == "refresh":
+        return cmd_refresh(args.paths, args.timeout)
+    return cmd_run_all(args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
