@@ -1,4 +1,4 @@
-"""Downloaders of the three public datasets of the FARNet paper, one module each (notebook 00_data).
+"""Downloaders of the three public datasets of the FARNet paper, one module each (notebook 00_setup_and_data).
 
     python -m data_download.isbi2015 --dest data/isbi2015      ISBI 2015 cephalograms (figshare)
     python -m data_download.hand --dest data/hand_dha          Digital Hand Atlas + Payer et al.'s 37 landmarks

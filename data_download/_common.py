@@ -1,6 +1,6 @@
 """Shared pieces of the downloaders: resumable pooch downloads, safe extraction, atomic staging.
 
-Introduced in notebook 00_data.
+Introduced in notebook 00_setup_and_data.
 
 * `fetch` downloads with pooch into a cache folder (default ``~/.cache/farnet-lite``): a sha256 is checked
   when known, a tqdm bar shows progress, an interrupted transfer resumes from its ``.part`` file (HTTP Range),
@@ -108,7 +108,7 @@ def fetch(url: str, fname: str, sha256: Optional[str] = None, cache_dir: Optiona
           progress: bool = True) -> Path:
     """Download `url` to ``cache_dir/fname`` with pooch (checksum, progress bar, cache, resume).
 
-    Introduced in notebook 00_data. A cached file whose sha256 matches is reused without downloading. On a
+    Introduced in notebook 00_setup_and_data. A cached file whose sha256 matches is reused without downloading. On a
     checksum mismatch the download is deleted and DownloadError raised. With ``sha256=None`` pooch logs the
     hash of what it downloaded, so it can be pinned later.
     """
@@ -133,7 +133,7 @@ def fetch(url: str, fname: str, sha256: Optional[str] = None, cache_dir: Optiona
 def check_member_name(name: str) -> PurePosixPath:
     """The relative path of an archive member, or UnsafeArchiveError if it could escape the destination.
 
-    Introduced in notebook 00_data.
+    Introduced in notebook 00_setup_and_data.
     """
     clean = name.replace("\\", "/")
     path = PurePosixPath(clean)
@@ -188,7 +188,7 @@ def _place(tmp: Path, dest: Path, replace: bool = False) -> Path:
 def staging(dest: PathLike, replace: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder next to `dest`; rename it to `dest` on success, delete it on error.
 
-    Introduced in notebook 00_data. `dest` must not exist yet (or be an empty folder) unless `replace`, in
+    Introduced in notebook 00_setup_and_data. `dest` must not exist yet (or be an empty folder) unless `replace`, in
     which case the old folder is swapped out only once the new one is complete.
     """
     dest = Path(dest)
@@ -205,7 +205,7 @@ def staging(dest: PathLike, replace: bool = False) -> Iterator[Path]:
 def safe_extract(archive: PathLike, dest: PathLike) -> Path:
     """Extract a zip or tar(.gz/.bz2/.xz) archive into `dest` safely and atomically; returns `dest`.
 
-    Introduced in notebook 00_data. Every member is checked first (UnsafeArchiveError names the bad one);
+    Introduced in notebook 00_setup_and_data. Every member is checked first (UnsafeArchiveError names the bad one);
     nothing is written at `dest` unless the whole archive extracted.
     """
     archive, dest = Path(archive), Path(dest)
@@ -232,7 +232,7 @@ def safe_extract(archive: PathLike, dest: PathLike) -> Path:
 def find_extractor() -> Optional[tuple[str, str]]:
     """(name, path) of the first external archive program found (bsdtar, 7z, 7za, 7zz, unrar), else None.
 
-    Introduced in notebook 00_data.
+    Introduced in notebook 00_setup_and_data.
     """
     for name in EXTRACTORS:
         path = shutil.which(name)
@@ -266,7 +266,7 @@ def _tool_extract(name: str, exe: str, archive: Path, dest: Path) -> None:
 def extract_with_tool(archive: PathLike, dest: PathLike) -> Path:
     """Extract any archive type (RAR in particular) with bsdtar / 7z / unrar, safely and atomically.
 
-    Introduced in notebook 00_data. The member list is checked before extraction; afterwards every extracted
+    Introduced in notebook 00_setup_and_data. The member list is checked before extraction; afterwards every extracted
     symlink is checked too. Raises DownloadError with the install command when no program is found.
     """
     archive, dest = Path(archive), Path(dest)
@@ -296,7 +296,7 @@ def extract_with_tool(archive: PathLike, dest: PathLike) -> Path:
 def extract_any(archive: PathLike, dest: PathLike) -> Path:
     """`safe_extract` for zip/tar archives (in Python), `extract_with_tool` for anything else (e.g. RAR).
 
-    Introduced in notebook 00_data.
+    Introduced in notebook 00_setup_and_data.
     """
     archive = Path(archive)
     if zipfile.is_zipfile(archive) or tarfile.is_tarfile(archive):

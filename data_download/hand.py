@@ -1,6 +1,6 @@
 """Download the Digital Hand Atlas radiographs with the 37 landmarks of Payer et al. (MedIA 2019).
 
-Introduced in notebook 00_data.
+Introduced in notebook 00_setup_and_data.
 
     python -m data_download.hand --dest data/hand_dha
 
@@ -55,7 +55,7 @@ NUM_LANDMARKS = 37
 def read_setup_ids(csv_path: Path) -> list[str]:
     """Image ids of ``all.csv`` (first column), checking that each row has 1 + 2 * 37 values.
 
-    Introduced in notebook 00_data.
+    Introduced in notebook 00_setup_and_data.
     """
     ids = []
     for number, line in enumerate(Path(csv_path).read_text().splitlines(), start=1):
@@ -90,7 +90,7 @@ def list_links(url: str, timeout: float = 30.0) -> list[str]:
 def crawl_images(base_url: str, wanted: Iterable[str], max_depth: int = 3, max_pages: int = 2000) -> dict:
     """id -> URL of every ``<id>.jpg`` below `base_url` (an index tree) whose id is in `wanted`.
 
-    Introduced in notebook 00_data.
+    Introduced in notebook 00_setup_and_data.
 
     Only links that stay below `base_url` are followed (no parent or sort links), at most `max_depth`
     folders deep and `max_pages` index pages in all.
@@ -149,7 +149,7 @@ def _images_from_server(url: str, wanted: set, images: Path, cache_dir, progress
 def validate_hand(root: Path, require_images: bool = True) -> dict:
     """Check ``setup/`` and ``images/`` under `root`; returns counts (ids, images, cv ids without image).
 
-    Introduced in notebook 00_data. Raises DownloadError naming the first missing piece.
+    Introduced in notebook 00_setup_and_data. Raises DownloadError naming the first missing piece.
     """
     root = Path(root)
     for name in SETUP_FILES:
@@ -172,7 +172,7 @@ def download_hand(dest: str | Path = "data/hand_dha", url: Optional[str] = None,
                   workers: int = 4, setup_dir: Optional[str | Path] = None) -> Path:
     """Fetch Payer's setup files and the DHA images into `dest` (atomically); returns `dest`.
 
-    Introduced in notebook 00_data. Skips everything when `dest` already holds a valid copy (unless `force`).
+    Introduced in notebook 00_setup_and_data. Skips everything when `dest` already holds a valid copy (unless `force`).
     `setup_dir`: a local copy of the setup folder (all.csv, cv/) to use instead of downloading it.
     """
     dest = Path(dest)

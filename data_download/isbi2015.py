@@ -1,6 +1,6 @@
 """Download the ISBI 2015 cephalometric challenge data (Wang et al., MedIA 2016) from figshare.
 
-Introduced in notebook 00_data.
+Introduced in notebook 00_setup_and_data.
 
     python -m data_download.isbi2015 --dest data/isbi2015
 
@@ -52,7 +52,7 @@ INNER_NAMES = ("RawImage", "AnnotationsByMD")
 def validate_isbi2015(root: Path) -> dict:
     """Check the public layout under `root`; returns image counts per split folder.
 
-    Introduced in notebook 00_data. Raises DownloadError naming the first missing piece.
+    Introduced in notebook 00_setup_and_data. Raises DownloadError naming the first missing piece.
     """
     root = Path(root)
     counts = {}
@@ -113,7 +113,7 @@ def download_isbi2015(dest: str | Path = "data/isbi2015", url: Optional[str] = N
                       cache_dir: Optional[str | Path] = None, force: bool = False, progress: bool = True) -> Path:
     """Download (or take `archives`), extract and verify ISBI 2015 into `dest`; returns `dest`.
 
-    Introduced in notebook 00_data. Skips everything when `dest` already holds a valid copy (unless `force`).
+    Introduced in notebook 00_setup_and_data. Skips everything when `dest` already holds a valid copy (unless `force`).
     """
     dest = Path(dest)
     if dest.is_dir() and any(dest.iterdir()) and not force:

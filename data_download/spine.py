@@ -1,6 +1,6 @@
 """Install the AASCE 2019 spine radiographs (SpineWeb dataset 16, "boostnet_labeldata"; Wu et al. 2017).
 
-Introduced in notebook 00_data.
+Introduced in notebook 00_setup_and_data.
 
     python -m data_download.spine --dest data/spine_aasce --archive boostnet_labeldata.zip
 
@@ -46,7 +46,7 @@ def find_spine_root(folder: Path) -> Optional[Path]:
 def validate_spine(root: Path) -> dict:
     """Check the boostnet_labeldata layout at `root`; returns the image counts per split.
 
-    Introduced in notebook 00_data. Raises DownloadError naming the first missing piece.
+    Introduced in notebook 00_setup_and_data. Raises DownloadError naming the first missing piece.
     """
     root = Path(root)
     counts = {split: count_files(root / "data" / split, (".jpg", ".jpeg")) for split in ("training", "test")}
@@ -70,7 +70,7 @@ def install_spine(dest: str | Path = "data/spine_aasce", archives: Optional[Sequ
                   progress: bool = True) -> Path:
     """Extract (after downloading `url`, if given) the spine archive into ``dest/boostnet_labeldata``.
 
-    Introduced in notebook 00_data. Returns that folder. Skips everything when it already holds a valid copy.
+    Introduced in notebook 00_setup_and_data. Returns that folder. Skips everything when it already holds a valid copy.
     """
     dest = Path(dest)
     target = dest / FOLDER

@@ -1,6 +1,6 @@
 """Backbones: torchvision VGG / ResNet / DenseNet as a pyramid of feature levels L0-L5 (paper §3.1, §4.3).
 
-Introduced in notebook 03_backbones.
+Introduced in notebook 03_backbones_feature_pyramid.
 
 Every backbone returns six feature maps, one per level, so that the decoder (MSFA, FR, FPN) never needs to
 know which network produced them; it only reads :attr:`Backbone.channels`::
@@ -52,7 +52,7 @@ Pretrained = Union[bool, str, os.PathLike]
 def check_input_size(images: Tensor) -> None:
     """Raise a clear ValueError unless ``images`` is ``(B, 3, H, W)`` with H and W multiples of 32.
 
-    Introduced in notebook 03_backbones. Five stride-2 stages halve the image five times, and every decoder
+    Introduced in notebook 03_backbones_feature_pyramid. Five stride-2 stages halve the image five times, and every decoder
     adds an up-sampled level to the level above it, so both sides must divide by 32 exactly.
     """
     if images.ndim != 4 or images.shape[1] != 3:
@@ -67,7 +67,7 @@ def check_input_size(images: Tensor) -> None:
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1) -> nn.Sequential:
     """Conv2d (same padding, with bias as in the official code) -> BatchNorm2d -> ReLU.
 
-    Introduced in notebook 03_backbones; the building brick of C0, MSFA (notebook 04_msfa_module) and U-Net.
+    Introduced in notebook 03_backbones_feature_pyramid; the building brick of C0, MSFA (notebook 04_msfa_module) and U-Net.
     """
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2),
@@ -79,7 +79,7 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1, stri
 class Backbone(nn.Module):
     """A torchvision network cut into levels L0-L5.
 
-    Introduced in notebook 03_backbones.
+    Introduced in notebook 03_backbones_feature_pyramid.
 
     Attributes:
         name: torchvision name, one of :data:`BACKBONES`.
@@ -168,7 +168,7 @@ class DenseNetBackbone(Backbone):
 def build_backbone(name: str, pretrained: Pretrained = False, level0: bool = True) -> Backbone:
     """Build one of :data:`BACKBONES` as a :class:`Backbone` exposing levels L0-L5.
 
-    Introduced in notebook 03_backbones.
+    Introduced in notebook 03_backbones_feature_pyramid.
 
     Args:
         name: "vgg16", "vgg19", "resnet101", "resnet152", "densenet121" or "densenet169".

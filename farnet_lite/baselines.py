@@ -1,6 +1,6 @@
 """The baselines of the paper's Table 2: a U-Net trained from scratch and an FPN on DenseNet-121.
 
-Introduced in notebook 05_feature_refinement. Both return a :class:`farnet_lite.model.HeatmapOutput` whose
+Introduced in notebook 05_fr_module_and_coarse_to_fine. Both return a :class:`farnet_lite.model.HeatmapOutput` whose
 ``final`` is ``(B, K, H, W)`` at the input resolution and whose ``coarse`` is None, so they train, decode and
 evaluate exactly like FARNet.
 
@@ -32,14 +32,14 @@ UNET_WIDTHS = (64, 128, 256, 512, 1024)
 
 
 def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
-    """Two (3x3 conv -> BN -> ReLU): one U-Net stage. Introduced in notebook 05_feature_refinement."""
+    """Two (3x3 conv -> BN -> ReLU): one U-Net stage. Introduced in notebook 05_fr_module_and_coarse_to_fine."""
     return nn.Sequential(conv_bn_relu(in_channels, out_channels, 3), conv_bn_relu(out_channels, out_channels, 3))
 
 
 class UNet(nn.Module):
     """U-Net from scratch (Table 2 baseline): ``(B, 3, H, W)`` -> ``HeatmapOutput((B, K, H, W), None)``.
 
-    Introduced in notebook 05_feature_refinement.
+    Introduced in notebook 05_fr_module_and_coarse_to_fine.
     """
 
     def __init__(self, num_landmarks: int, widths: Sequence[int] = UNET_WIDTHS):
@@ -64,7 +64,7 @@ class UNet(nn.Module):
 class FPN(nn.Module):
     """Feature pyramid network on a backbone's L2-L5 (Table 2 baseline, DenseNet-121 in the paper).
 
-    Introduced in notebook 05_feature_refinement.
+    Introduced in notebook 05_fr_module_and_coarse_to_fine.
 
     ``(B, 3, H, W)`` -> ``HeatmapOutput((B, K, H, W), None)``.
     """

@@ -1,6 +1,6 @@
 """FARNet (paper §3, Fig. 2): backbone -> MSFA (§3.1, Fig. 3) -> FR (§3.1), plus input normalisation.
 
-Introduced in notebooks 04_msfa_module (MSFA, MSFA(+)) and 05_feature_refinement (FR, FR*, FARNet).
+Introduced in notebooks 04_msfa_module (MSFA, MSFA(+)) and 05_fr_module_and_coarse_to_fine (FR, FR*, FARNet).
 
 Data flow for the default DenseNet-121 and K landmarks (H, W multiples of 32)::
 
@@ -81,7 +81,7 @@ SYSTEMS = ("unet", "fpn", "msfa_add", "msfa", "msfa_fr_naive", "msfa_fr")
 class HeatmapOutput(NamedTuple):
     """What every model returns (see docs/CONTRACTS.md).
 
-    Introduced in notebook 05_feature_refinement.
+    Introduced in notebook 05_fr_module_and_coarse_to_fine.
 
     final: ``(B, K, h, w)`` the heatmaps to decode; full input resolution for FR / FR* / U-Net / FPN, half
         resolution for MSFA alone.
@@ -94,7 +94,7 @@ class HeatmapOutput(NamedTuple):
 def normalize_images(images: Tensor, official_scaling: bool = False) -> Tensor:
     """uint8 (0-255) or float ([0, 1]) images, grey or RGB, -> ``(B, 3, H, W)`` float, ImageNet-normalised.
 
-    Introduced in notebook 03_backbones.
+    Introduced in notebook 03_backbones_feature_pyramid.
 
     Args:
         images: ``(B, 1, H, W)`` or ``(B, 3, H, W)``; uint8 in 0..255 or floating point in [0, 1].
@@ -208,7 +208,7 @@ class MSFA(nn.Module):
 class FeatureRefinement(nn.Module):
     """FR (§3.1): full-resolution heatmaps from up-sampled MSFA features, C0 and (FR only) MSFA heatmaps.
 
-    Introduced in notebook 05_feature_refinement.
+    Introduced in notebook 05_fr_module_and_coarse_to_fine.
 
     ``forward(features (B, F, H/2, W/2), c0 (B, C0, H, W), heatmaps (B, K, H/2, W/2) | None) -> (B, K, H, W)``;
     ``heatmaps`` is None for FR* (``use_heatmaps=False``).
@@ -230,7 +230,7 @@ class FeatureRefinement(nn.Module):
 class FARNetConfig:
     """The structural choices of a FARNet (saved with checkpoints; ``FARNet(**asdict(config))`` rebuilds it).
 
-    Introduced in notebook 05_feature_refinement.
+    Introduced in notebook 05_fr_module_and_coarse_to_fine.
     """
     num_landmarks: int
     backbone: str = "densenet121"
@@ -241,7 +241,7 @@ class FARNetConfig:
 class FARNet(nn.Module):
     """FARNet (Fig. 2): backbone -> MSFA -> FR, and its Table 2 variants.
 
-    Introduced in notebook 05_feature_refinement.
+    Introduced in notebook 05_fr_module_and_coarse_to_fine.
 
     Args:
         num_landmarks: K.
@@ -294,7 +294,7 @@ def build_model(system: str, num_landmarks: int, backbone: str = "densenet121",
                 pretrained: Pretrained = False) -> nn.Module:
     """One architecture of the paper's Table 2 by name (see :data:`SYSTEMS`).
 
-    Introduced in notebook 05_feature_refinement.
+    Introduced in notebook 05_fr_module_and_coarse_to_fine.
 
     "unet" (from scratch: ``backbone`` and ``pretrained`` are ignored), "fpn" (on ``backbone``), "msfa_add"
     (MSFA(+)), "msfa", "msfa_fr_naive" (MSFA+FR*), "msfa_fr" (MSFA+FR, i.e. FARNet).
@@ -319,7 +319,7 @@ def build_model(system: str, num_landmarks: int, backbone: str = "densenet121",
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (all, or only those with ``requires_grad``).
 
-    Introduced in notebook 05_feature_refinement.
+    Introduced in notebook 05_fr_module_and_coarse_to_fine.
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
@@ -327,7 +327,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 def parameter_table(num_landmarks: int = 19) -> List[Tuple[str, str, int]]:
     """``(system, backbone, parameters)`` for every Table 2 system on DenseNet-121 and FARNet on every backbone.
 
-    Introduced in notebook 05_feature_refinement; ``python -m farnet_lite.model`` prints it.
+    Introduced in notebook 05_fr_module_and_coarse_to_fine; ``python -m farnet_lite.model`` prints it.
     """
     rows = [(s, "-" if s == "unet" else "densenet121", count_parameters(build_model(s, num_landmarks)))
             for s in SYSTEMS]

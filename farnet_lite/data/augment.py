@@ -1,6 +1,6 @@
 """Data augmentation on the GPU: one random affine per image, applied to the image AND its landmarks.
 
-Introduced in notebook 00_data (used by notebook 06_training).
+Introduced in notebook 00_setup_and_data (used by notebook 06_training).
 
 The paper augments the hand dataset "following Payer et al." and the spine dataset "following BoostNet"; the
 cephalograms are not augmented (§4.2). Everything here is batched torch, so it runs wherever the batch is
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 class AugmentConfig:
     """Ranges of the random augmentation (all uniform, drawn per image).
 
-    Introduced in notebook 00_data.
+    Introduced in notebook 00_setup_and_data.
 
     rotation_deg: angle in [-rotation_deg, rotation_deg] degrees.
     scale:        isotropic zoom factor in [scale[0], scale[1]] (> 1 magnifies).
@@ -108,7 +108,7 @@ def affine_matrices(angle_deg: torch.Tensor, scale: torch.Tensor, shift: torch.T
                     size: Tuple[int, int]) -> torch.Tensor:
     """Forward pixel-space transforms ``q = R(angle) * scale * (p - c) + c + shift`` -> `(B, 3, 3)` float64.
 
-    Introduced in notebook 00_data.
+    Introduced in notebook 00_setup_and_data.
 
     Args:
         angle_deg: (B,) degrees (clockwise as displayed, y down); scale: (B,); shift: (B, 2) pixels (dx, dy).
@@ -141,7 +141,7 @@ def warp_affine(images: torch.Tensor, points: Optional[torch.Tensor], matrices: 
                 padding_mode: str = "zeros") -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Apply forward pixel transforms to images and landmarks (deterministic part of `random_affine`).
 
-    Introduced in notebook 00_data.
+    Introduced in notebook 00_setup_and_data.
 
     Args:
         images: (B, C, H, W) float.
@@ -174,7 +174,7 @@ def random_affine(images: torch.Tensor, points: Optional[torch.Tensor],
                   padding_mode: str = "zeros") -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Random rotation, isotropic scale and translation, one per image, applied jointly to images and points.
 
-    Introduced in notebook 00_data.
+    Introduced in notebook 00_setup_and_data.
 
     Args:
         images: (B, C, H, W) float tensor on any device.
@@ -200,7 +200,7 @@ def random_intensity(images: torch.Tensor, generator: Optional[torch.Generator] 
                      brightness: float = 0.1, noise_std: float = 0.0) -> torch.Tensor:
     """Random gamma, contrast, brightness and Gaussian noise per image; result clamped to [0, 1].
 
-    Introduced in notebook 00_data.
+    Introduced in notebook 00_setup_and_data.
 
     Args:
         images: (B, C, H, W) float in [0, 1] (before ImageNet normalisation).
@@ -227,7 +227,7 @@ def augment(images: torch.Tensor, points: Optional[torch.Tensor], config: Augmen
             generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Apply an `AugmentConfig`: `random_affine` then `random_intensity` (each only if enabled).
 
-    Introduced in notebook 00_data. images (B, C, H, W) float in [0, 1]; points (B, K, 2) or None.
+    Introduced in notebook 00_setup_and_data. images (B, C, H, W) float in [0, 1]; points (B, K, 2) or None.
     """
     if config.geometric:
         images, points = random_affine(images, points, generator, config.rotation_deg, config.scale,

@@ -1,6 +1,6 @@
 """Prepared cache: every radiograph of a split resized ONCE to the network input and stored in one file.
 
-Introduced in notebook 00_data.
+Introduced in notebook 00_setup_and_data.
 
 Training decodes a 1935x2400 ISBI radiograph in ~30 ms and resizes it in ~10 ms; doing that for every image
 in every epoch dominates a small GPU job. `prepare_cache` does it once and writes one `.npz` holding
@@ -63,7 +63,7 @@ class CacheError(DatasetError):
 class PreparedCache:
     """One split of one dataset, resized to `size`, decoded into memory.
 
-    Introduced in notebook 00_data. Build with `prepare_cache`, open with `load_cache`.
+    Introduced in notebook 00_setup_and_data. Build with `prepare_cache`, open with `load_cache`.
 
     images:          (N, H, W) uint8 grey images in the cache grid, (H, W) = `size`.
     landmarks:       (N, K, 2) float64 (x, y) in the cache grid, pixel centres at integers; NaN if unlabelled.
@@ -106,7 +106,7 @@ class PreparedCache:
 def resize_image(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """Resize an `(H0, W0)` uint8 image to `size` = (H, W) with Pillow BILINEAR + antialias (see module doc).
 
-    Introduced in notebook 00_data. Same pixel-centre convention as `rescale_points`.
+    Introduced in notebook 00_setup_and_data. Same pixel-centre convention as `rescale_points`.
     """
     height, width = int(size[0]), int(size[1])
     image = np.asarray(image)
@@ -116,7 +116,7 @@ def resize_image(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
 
 
 def encode_image(image: np.ndarray, codec: str = DEFAULT_CODEC, quality: int = DEFAULT_QUALITY) -> bytes:
-    """Encode an `(H, W)` uint8 image as JPEG (`quality`) or PNG (lossless) bytes. Introduced in notebook 00_data."""
+    """Encode an `(H, W)` uint8 image as JPEG (`quality`) or PNG (lossless) bytes. Introduced in notebook 00_setup_and_data."""
     buffer = io.BytesIO()
     if codec == "jpeg":
         Image.fromarray(image).save(buffer, format="JPEG", quality=int(quality))
@@ -128,13 +128,13 @@ def encode_image(image: np.ndarray, codec: str = DEFAULT_CODEC, quality: int = D
 
 
 def decode_image(data: bytes) -> np.ndarray:
-    """Decode JPEG/PNG bytes into an `(H, W)` uint8 array. Introduced in notebook 00_data."""
+    """Decode JPEG/PNG bytes into an `(H, W)` uint8 array. Introduced in notebook 00_setup_and_data."""
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im.convert("L") if im.mode != "L" else im, dtype=np.uint8)
 
 
 def default_cache_name(name: str, split: str, size: Sequence[int]) -> str:
-    """File name used by the CLI, e.g. ``isbi2015_train_800x640.npz``. Introduced in notebook 00_data."""
+    """File name used by the CLI, e.g. ``isbi2015_train_800x640.npz``. Introduced in notebook 00_setup_and_data."""
     return f"{name}_{split}_{int(size[0])}x{int(size[1])}.npz"
 
 
@@ -161,7 +161,7 @@ def _fingerprint(dataset, size, codec, quality, landmarks) -> dict:
 def read_fingerprint(path: Union[str, Path]) -> Optional[dict]:
     """The fingerprint stored in a cache file, or None when the file is missing, corrupt or foreign.
 
-    Introduced in notebook 00_data (`prepare_cache` compares it to decide whether to rebuild).
+    Introduced in notebook 00_setup_and_data (`prepare_cache` compares it to decide whether to rebuild).
     """
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -199,7 +199,7 @@ def prepare_cache(dataset, size: Sequence[int], path: Union[str, Path], num_work
                   progress: bool = True) -> Path:
     """Resize every sample of `dataset` to `size` = (H, W) once and store it in one `.npz` at `path`.
 
-    Introduced in notebook 00_data.
+    Introduced in notebook 00_setup_and_data.
 
     Args:
         dataset: a `LandmarkDataset` (or any sequence of `Sample`s).
@@ -285,7 +285,7 @@ def prepare_cache(dataset, size: Sequence[int], path: Union[str, Path], num_work
 def load_cache(path: Union[str, Path], num_threads: Optional[int] = None) -> PreparedCache:
     """Open a cache written by `prepare_cache` and decode every image once into memory.
 
-    Introduced in notebook 00_data. Raises FileNotFoundError for a missing file and CacheError (one sentence
+    Introduced in notebook 00_setup_and_data. Raises FileNotFoundError for a missing file and CacheError (one sentence
     naming the file and the fix) for a corrupt, foreign or incompatible one.
     """
     path = Path(path)

@@ -1,6 +1,6 @@
 """Reading radiographs as grey uint8 arrays with Pillow.
 
-Introduced in notebook 00_data. All three datasets store 8-bit images (ISBI: BMP originals or 3-channel
+Introduced in notebook 00_setup_and_data. All three datasets store 8-bit images (ISBI: BMP originals or 3-channel
 JPEG copies with identical channels; hand atlas and spine: 1-channel JPEG); every one is returned as
 "L" (grey) so the rest of the pipeline sees `(H, W) uint8`.
 """
@@ -28,7 +28,7 @@ def load_grey(path: Path | str) -> np.ndarray:
     """Decode an image file into a grey `(H, W) uint8` array ("L"; colour images are converted with
     Pillow's ITU-R 601 luma, which leaves images with 3 identical channels unchanged).
 
-    Introduced in notebook 00_data. Raises DatasetError naming the file if it is missing, truncated or corrupt.
+    Introduced in notebook 00_setup_and_data. Raises DatasetError naming the file if it is missing, truncated or corrupt.
     """
     path = Path(path)
     if not path.is_file():
@@ -51,7 +51,7 @@ def load_grey(path: Path | str) -> np.ndarray:
 def image_size(path: Path | str) -> tuple[int, int]:
     """(H, W) of an image file from its header, without decoding the pixels (fast for large JPEGs).
 
-    Introduced in notebook 00_data. Raises DatasetError naming the file if it cannot be opened.
+    Introduced in notebook 00_setup_and_data. Raises DatasetError naming the file if it cannot be opened.
     """
     path = Path(path)
     try:
@@ -68,7 +68,7 @@ def image_size(path: Path | str) -> tuple[int, int]:
 def save_grey(image: np.ndarray, path: Path | str, quality: int = 95) -> None:
     """Write a `(H, W) uint8` array atomically (temp file + rename); format from the suffix.
 
-    Introduced in notebook 00_data (used by the synthetic-data writers).
+    Introduced in notebook 00_setup_and_data (used by the synthetic-data writers).
     """
     path = Path(path)
     image = np.asarray(image)

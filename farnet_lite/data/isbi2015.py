@@ -1,6 +1,6 @@
 """Reader of the ISBI 2015 cephalometric challenge in its public layout (Wang et al., MedIA 2016; paper §4.1).
 
-Introduced in notebook 00_data.
+Introduced in notebook 00_setup_and_data.
 
 Layout under `root`:
 
@@ -41,7 +41,7 @@ ISBI_LANDMARK_NAMES = (
 def read_isbi_annotation(path: Path | str, num_landmarks: int = ISBI_NUM_LANDMARKS) -> np.ndarray:
     """Parse one annotation txt: the first `num_landmarks` lines "x,y" -> (K, 2) float64; later lines ignored.
 
-    Introduced in notebook 00_data. Raises DatasetError naming the file and line for a short file or a
+    Introduced in notebook 00_setup_and_data. Raises DatasetError naming the file and line for a short file or a
     line that is not two numbers.
     """
     path = Path(path)
@@ -91,7 +91,7 @@ def read_isbi2015(root: Path | str, split: str = "train", annotation: str = "mea
                   on_error: str = "raise") -> LandmarkDataset:
     """Read one split of ISBI 2015 -> LandmarkDataset of 19 landmarks, metric 0.1 mm/px.
 
-    Introduced in notebook 00_data.
+    Introduced in notebook 00_setup_and_data.
 
     Args:
         root: the folder holding RawImage/ and AnnotationsByMD/.

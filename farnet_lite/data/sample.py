@@ -1,6 +1,6 @@
 """One sample type for the three datasets of the paper: `Sample`, `MetricSpec`, `LandmarkDataset`.
 
-Introduced in notebook 00_data.
+Introduced in notebook 00_setup_and_data.
 
 Every reader (ISBI 2015, Digital Hand Atlas, AASCE spine) returns a `LandmarkDataset`: a lazy sequence of
 `Sample`s. Constructing one only lists files and parses the (small) annotation files; an image is decoded
@@ -30,7 +30,7 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """How a pixel error becomes the dataset's reported metric (paper §4.1). Introduced in notebook 00_data.
+    """How a pixel error becomes the dataset's reported metric (paper §4.1). Introduced in notebook 00_setup_and_data.
 
     kind:
         "spacing"   error_mm = error_px * spacing_mm                     (ISBI 2015: 0.1 mm/px)
@@ -51,7 +51,7 @@ class MetricSpec:
 
 @dataclass
 class Sample:
-    """One annotated (or unannotated) radiograph. Introduced in notebook 00_data.
+    """One annotated (or unannotated) radiograph. Introduced in notebook 00_setup_and_data.
 
     image_id:  the dataset's own id ("001" for ISBI, "3143" for the hand atlas, the file stem for the spine).
     image:     (H, W) uint8 grey image.
@@ -72,7 +72,7 @@ class Sample:
 class LandmarkDataset(Sequence):
     """A lazy, indexable sequence of `Sample`s (one split of one dataset).
 
-    Introduced in notebook 00_data. Build it with a reader (`read_isbi2015`, `read_hand`, `read_spine`);
+    Introduced in notebook 00_setup_and_data. Build it with a reader (`read_isbi2015`, `read_hand`, `read_spine`);
     the constructor is for readers and tests.
 
     Attributes: name ("isbi2015" | "hand" | "spine"), split, num_landmarks, metric (MetricSpec), metric_kind,
@@ -144,7 +144,7 @@ class LandmarkDataset(Sequence):
     def verify(self, on_error: str = "raise") -> "LandmarkDataset":
         """Decode every image once; with on_error="skip" return the dataset without unreadable images.
 
-        Introduced in notebook 00_data. Slow on a full dataset (it decodes everything), so readers do not
+        Introduced in notebook 00_setup_and_data. Slow on a full dataset (it decodes everything), so readers do not
         call it: use it once after a download. Raises DatasetError (on_error="raise") at the first bad file.
         """
         _check_on_error(on_error)
@@ -174,7 +174,7 @@ class LandmarkDataset(Sequence):
 def dataset_summary(dataset: LandmarkDataset) -> dict:
     """Counts, image-size range and landmark extent of a dataset, from file headers (no decoding).
 
-    Introduced in notebook 00_data. Returns a dict with keys name, split, count, labelled, num_landmarks,
+    Introduced in notebook 00_setup_and_data. Returns a dict with keys name, split, count, labelled, num_landmarks,
     height (min, max), width (min, max), x (min, max) and y (min, max) over all labelled landmarks
     (None when nothing is labelled), and missing (annotated ids without an image).
     """

@@ -1,6 +1,6 @@
 """Reader of the AASCE 2019 / SpineWeb dataset 16 (Wu et al., BoostNet, MICCAI 2017; FARNet paper §4.1).
 
-Introduced in notebook 00_data.
+Introduced in notebook 00_setup_and_data.
 
 Layout under `root` (the folder boostnet_labeldata, or a folder that contains it):
 
@@ -31,7 +31,7 @@ SPINE_SPLITS = ("training", "test")
 def read_spine_mat(path: Path | str, num_landmarks: int = SPINE_NUM_LANDMARKS) -> np.ndarray:
     """Load variable `p2` of one .jpg.mat label file -> (68, 2) float64 (x, y) pixels.
 
-    Introduced in notebook 00_data. Raises DatasetError naming the file if it is unreadable, lacks `p2`
+    Introduced in notebook 00_setup_and_data. Raises DatasetError naming the file if it is unreadable, lacks `p2`
     or `p2` has the wrong shape.
     """
     path = Path(path)
@@ -53,7 +53,7 @@ def read_spine_mat(path: Path | str, num_landmarks: int = SPINE_NUM_LANDMARKS) -
 def spine_root(root: Path | str) -> Path:
     """The boostnet_labeldata folder: `root` itself or root/boostnet_labeldata (DatasetError otherwise).
 
-    Introduced in notebook 00_data.
+    Introduced in notebook 00_setup_and_data.
     """
     root = Path(root)
     for candidate in (root, root / "boostnet_labeldata"):
@@ -67,7 +67,7 @@ def spine_root(root: Path | str) -> Path:
 def read_spine(root: Path | str, split: str = "training", on_error: str = "raise") -> LandmarkDataset:
     """Read one split of the spine dataset -> LandmarkDataset of 68 landmarks, metric "fraction".
 
-    Introduced in notebook 00_data.
+    Introduced in notebook 00_setup_and_data.
 
     Args:
         root: the boostnet_labeldata folder (or its parent).

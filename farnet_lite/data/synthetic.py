@@ -1,7 +1,7 @@
 """Synthetic datasets in exactly the three public layouts, so every reader and the whole pipeline run without
 the real data (tests, CI, `make demo`). The images come from `synthetic_radiograph` (procedural.py).
 
-Introduced in notebook 00_data.
+Introduced in notebook 00_setup_and_data.
 
 Each writer is deterministic and idempotent: it keeps a small manifest (`synthetic_manifest.json`) of its
 parameters in the root and does nothing when called again with the same ones. A root is written into a
@@ -74,7 +74,7 @@ def write_synthetic_isbi(root: Path | str, n_train: int = 24, n_test1: int = 12,
     """Write a synthetic ISBI 2015 root: RawImage/{TrainingData,Test1Data,Test2Data}/NNN.bmp and
     AnnotationsByMD/400_{senior,junior}/NNN.txt (19 integer "x,y" lines + extra trailing lines).
 
-    Introduced in notebook 00_data. Ids follow the official numbering (train from 001, Test1 from 151, Test2
+    Introduced in notebook 00_setup_and_data. Ids follow the official numbering (train from 001, Test1 from 151, Test2
     from 301); the junior doctor is the senior one ± up to 2 px; Test2 annotations are withheld like the
     public data. `size` is (H, W): (240, 193) is the real 2400 x 1935 scaled down. Returns root.
     """
@@ -110,7 +110,7 @@ def write_synthetic_hand(root: Path | str, n: int = 18, size: tuple[int, int] = 
     """Write a synthetic hand-atlas root: images/<id>.jpg, setup/all.csv (id,x1,y1,...,x37,y37 integer
     pixels, no header) and setup/cv/set{1,2,3}/{train,test}.txt (3 folds, each id tested once).
 
-    Introduced in notebook 00_data. `size` is (H, W) (the DHA images are about 1950 x 1350). Returns root.
+    Introduced in notebook 00_setup_and_data. `size` is (H, W) (the DHA images are about 1950 x 1350). Returns root.
     """
     if n < 3:
         raise ValueError("write_synthetic_hand needs n >= 3 images (3 cross-validation folds).")
@@ -141,7 +141,7 @@ def write_synthetic_spine(root: Path | str, n_training: int = 24, n_test: int = 
     corners TL, TR, BL, BR), labels/{training,test}/filenames.csv and labels/training/landmarks.csv
     (68 x/width then 68 y/height); test labels are withheld like the public data.
 
-    Introduced in notebook 00_data. Returns root (the folder that contains boostnet_labeldata).
+    Introduced in notebook 00_setup_and_data. Returns root (the folder that contains boostnet_labeldata).
     """
     params = {"dataset": "spine", "n_training": n_training, "n_test": n_test, "size": list(size), "seed": seed}
 
@@ -175,7 +175,7 @@ def write_synthetic_spine(root: Path | str, n_training: int = 24, n_test: int = 
 def write_synthetic_datasets(root: Path | str, seed: int = 0) -> dict[str, Path]:
     """Write the three synthetic datasets with their default sizes under `root`.
 
-    Introduced in notebook 00_data. Returns {"isbi2015": root/isbi2015, "hand": root/hand_dha,
+    Introduced in notebook 00_setup_and_data. Returns {"isbi2015": root/isbi2015, "hand": root/hand_dha,
     "spine": root/spine_aasce} (the folder names of the real copies), each ready for its reader.
     """
     root = Path(root)
