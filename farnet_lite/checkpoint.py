@@ -1,0 +1,164 @@
+"""Checkpoints that never lose a run: atomic writes, everything needed to resume exactly, safe loading.
+
+Introduced in notebook 06_training_engine.
+
+A checkpoint is a plain dict saved with ``torch.save`` and read back with ``torch.load(weights_only=True)``
+(no pickled code runs when a file is opened): tensors, numbers, strings, lists and dicts only. The config is a
+JSON string; random-number-generator states are tensors. ``last.pt`` is written after every epoch and
+``best.pt`` whenever the validation metric improves; both go to a temporary file first and are renamed with
+``os.replace``, so a run killed at any moment leaves the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from farnet_lite.config import TrainConfig
+
+FORMAT_VERSION = 1
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DDP and/or ``torch.compile`` wrappers (whose state-dict keys are prefixed)."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def capture_rng(generators: Dict[str, torch.Generator]) -> dict:
+    """Every random state a resumed run needs: python, numpy, torch (CPU and CUDA) and the named generators.
+
+    Returned as tensors and plain numbers so that ``torch.load(weights_only=True)`` accepts them.
+    """
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "python": [py_version, torch.tensor(py_state, dtype=torch.int64), py_gauss],
+        "numpy": [np_name, torch.from_numpy(np_keys.astype(np.int64)), int(np_pos), int(np_has_gauss),
+                  float(np_gauss)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generators": {name: gen.get_state() for name, gen in generators.items()},
+    }
+    return state
+
+
+def restore_rng(state: dict, generators: Dict[str, torch.Generator]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    py_version, py_state, py_gauss = state["python"]
+    random.setstate((py_version, tuple(int(v) for v in py_state.tolist()), py_gauss))
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
+    np.random.set_state((np_name, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for name, gen in generators.items():
+        gen.set_state(state["generators"][name])
+
+
+def atomic_save(obj, path) -> Path:
+    """``torch.save`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def save_checkpoint(path, *, model: nn.Module, config: TrainConfig, epoch: int,
+                    optimizer: Optional[torch.optim.Optimizer] = None, scheduler=None, scaler=None,
+                    best_metric: float = float("inf"), best_epoch: int = -1, history: Optional[list] = None,
+                    rng: Optional[dict] = None) -> Path:
+    """Write one checkpoint atomically. ``epoch`` is the number of epochs completed (1-based).
+
+    Introduced in notebook 06_training_engine.
+    """
+    state = {
+        "format_version": FORMAT_VERSION,
+        "config": config.to_json(),
+        "epoch": int(epoch),
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+        "best_metric": float(best_metric),
+        "best_epoch": int(best_epoch),
+        "history": list(history or []),
+        "rng": rng,
+    }
+    return atomic_save(state, path)
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Read a checkpoint with ``weights_only=True``; one clear sentence if it is missing or unreadable.
+
+    The returned dict has ``"config"`` already parsed into a :class:`TrainConfig`.
+    Introduced in notebook 06_training_engine.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint {path} does not exist; check the path or train a model first "
+                                f"with `farnet train`.")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated file, not a torch file, or pickled code refused by weights_only
+        raise ValueError(f"Checkpoint {path} could not be read ({type(err).__name__}); it is corrupt or not a "
+                         f"farnet-lite checkpoint: use another file or re-train.") from err
+    if not isinstance(state, dict) or "config" not in state or "model" not in state:
+        raise ValueError(f"Checkpoint {path} is not a farnet-lite checkpoint (no config/model inside); "
+                         f"use a last.pt or best.pt written by `farnet train`.")
+    state["config"] = TrainConfig.from_json(state["config"])
+    return state
+
+
+def check_compatible(saved: TrainConfig, wanted: TrainConfig, path) -> None:
+    """Refuse, in one sentence naming the file, a checkpoint whose model cannot be loaded into ``wanted``'s."""
+    for name in ("num_landmarks", "system", "backbone"):
+        have, need = getattr(saved, name), getattr(wanted, name)
+        if have != need:
+            raise ValueError(f"Checkpoint {path} was trained with {name}={have!r} but this run needs "
+                             f"{name}={need!r}; use a checkpoint of the same dataset and model, or a new "
+                             f"--output-dir to start afresh.")
+
+
+def build_model_from_config(config: TrainConfig, pretrained: Optional[bool] = None) -> nn.Module:
+    """``farnet_lite.model.build_model`` with the config's system, landmark count and backbone."""
+    from farnet_lite.model import build_model
+
+    return build_model(config.system, config.num_landmarks, backbone=config.backbone,
+                       pretrained=config.pretrained if pretrained is None else pretrained)
+
+
+def load_model(path, device="cpu", expect: Optional[TrainConfig] = None) -> Tuple[nn.Module, TrainConfig]:
+    """The trained model of a checkpoint, in ``eval()`` mode on ``device``, and its config.
+
+    ``expect``: refuse (one sentence naming the file) a checkpoint of another landmark count, system or backbone.
+    Introduced in notebook 06_training_engine.
+    """
+    state = load_checkpoint(path)
+    config = state["config"]
+    if expect is not None:
+        check_compatible(config, expect, path)
+    model = build_model_from_config(config, pretrained=False)  # the weights come from the checkpoint
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise ValueError(f"Checkpoint {path} does not match the model its config describes "
+                         f"({config.system}/{config.backbone}, {config.num_landmarks} landmarks); it was "
+                         f"written by another version of farnet-lite: re-train.") from err
+    return model.to(device).eval(), config

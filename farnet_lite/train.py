@@ -1,0 +1,252 @@
+"""``train(config)``: the one training loop of farnet-lite (CLI, notebooks, demo and DDP all call it).
+
+Introduced in notebook 06_training_engine.
+
+One epoch = every training image once, in an order drawn from a seeded generator; each step augments the batch
+on the device (optional), computes the coarse-to-fine EWC loss against heatmaps drawn on the device from the
+landmark coordinates (§3.3, Eq. 1 and 3), and takes an optimizer step. After each epoch the model is scored on
+the validation split (ISBI: Test1, as the paper; hand / spine: the cross-validation fold) and ``last.pt`` is
+written atomically with everything needed to continue exactly (``resume=True``); ``best.pt`` keeps the best
+validation score. At the end, the best model is evaluated on ``config.eval_splits`` (predictions CSVs for every
+split, metrics for labelled ones).
+
+Run directory (``config.output_dir``)::
+
+    config.json  log.csv  last.pt  best.pt
+    predictions_<split>.csv  metrics_<split>.json  per_landmark_<split>.csv
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+import torch
+from tqdm.auto import tqdm
+
+from farnet_lite import distributed
+from farnet_lite.checkpoint import (build_model_from_config, capture_rng, check_compatible, load_checkpoint,
+                                    restore_rng, save_checkpoint, unwrap)
+from farnet_lite.config import TrainConfig
+from farnet_lite.engine import (BatchSource, build_optimizer, build_scheduler, make_scaler, network_input,
+                                prepare_model, resolve_device, resolve_precision, seed_everything)
+from farnet_lite.evaluate import evaluate_cache, selection_key
+from farnet_lite.losses import coarse_to_fine_loss
+from farnet_lite.outputs import write_log
+from farnet_lite.splits import prepared_split
+
+KILL_AFTER_EPOCH_ENV = "FARNET_TEST_KILL_AFTER_EPOCH"
+"""Test hook: SIGKILL the process right after the checkpoint of this epoch (1-based) is written."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: where the run lives, its best validation score and the final metrics."""
+
+    run_dir: Path
+    best_epoch: int                       # 1-based; -1 when no validation ran
+    best_metric: float                    # validation MRE (mm; spine: MSE fraction), lower is better
+    history: List[dict] = field(default_factory=list)           # one row of log.csv per epoch
+    metrics: Dict[str, dict] = field(default_factory=dict)      # per evaluated labelled split
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def augment_config(config: TrainConfig):
+    """The augmentation ranges of the dataset: ``AugmentConfig.spine()`` for the spine, else the hand's
+    (ISBI is not augmented in the paper; ``--augment`` on ISBI uses the hand's mild ranges)."""
+    from farnet_lite.data.augment import AugmentConfig
+
+    return AugmentConfig.spine() if config.spec.layout == "spine" else AugmentConfig.hand()
+
+
+def _augmenter(config: TrainConfig):
+    """``(images (B,1,H,W) float in [0,1], points, generator) -> (images, points)``, batched, on the device."""
+    from farnet_lite.data.augment import augment
+
+    params = augment_config(config)
+    return lambda images, points, generator: augment(images, points, params, generator)
+
+
+def train_one_epoch(model, source: BatchSource, order: torch.Tensor, optimizer, scheduler, scaler,
+                    config: TrainConfig, amp_dtype, aug_generator, epoch: int,
+                    info: distributed.DistInfo = distributed.DistInfo(), augment=None) -> float:
+    """One pass over ``order`` (this rank's shard of the epoch's sample order); returns the mean loss.
+
+    Raises :class:`NonFiniteLossError` naming the epoch and step when the loss is NaN or infinite.
+    Introduced in notebook 06_training_engine.
+    """
+    model.train()
+    device = source.device
+    steps = math.ceil(len(order) / config.batch_size)
+    total = torch.zeros((), device=device)
+    bar = tqdm(total=steps, desc=f"epoch {epoch}/{config.epochs}", leave=False, dynamic_ncols=True,
+               disable=not (config.progress and info.is_main))
+    for step, (images, points) in enumerate(source.batches(order, config.batch_size), start=1):
+        if augment is not None:
+            floats = images.unsqueeze(1).float().div_(255.0)            # (B, 1, H, W) in [0, 1]
+            images, points = augment(floats, points, aug_generator)
+        x = network_input(images, config.channels_last)                  # (B, 3, H, W)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            output = model(x)
+        loss = coarse_to_fine_loss(output, points, config.input_size, sigma=config.sigma, loss=config.loss,
+                                   alpha=config.alpha, origin=config.origin)
+        reported = distributed.mean_over_ranks(loss.detach(), info)
+        value = float(reported)
+        if not math.isfinite(value):
+            bar.close()
+            raise NonFiniteLossError(
+                f"Training loss became {value} at epoch {epoch}, step {step}: lower the learning rate "
+                f"(--lr, now {config.lr:g}), use --precision fp32 or bf16 instead of fp16, or check the "
+                f"training landmarks; the last good checkpoint is {Path(config.output_dir) / 'last.pt'}.")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        total += reported
+        bar.update(1)
+        bar.set_postfix(loss=f"{value:.4g}")
+    bar.close()
+    return float(total) / max(steps, 1)
+
+
+def _resume_path(config: TrainConfig, resume) -> Optional[Path]:
+    if resume is False or resume is None:
+        return None
+    path = Path(config.output_dir) / "last.pt" if resume is True else Path(resume)
+    if resume is True and not path.is_file():
+        print(f"No checkpoint at {path} yet: starting from scratch.")
+        return None
+    return path
+
+
+def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> TrainResult:
+    """Train ``config`` (see :class:`~farnet_lite.config.TrainConfig`) and evaluate its best checkpoint.
+
+    ``resume``: False (start afresh), True (continue from ``output_dir/last.pt`` if it exists) or the path of a
+    ``last.pt``. A resumed run continues exactly where the checkpoint left off: model, optimizer, scheduler,
+    GradScaler, every RNG and the data order are restored, so on the CPU it ends with the same numbers as a
+    run that was never interrupted. Under ``torchrun`` each process trains on its shard; rank 0 writes files.
+
+    Introduced in notebook 06_training_engine.
+    """
+    device = resolve_device(config.device)
+    info = distributed.setup(device.type)
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    amp_dtype = resolve_precision(config.precision, device)
+    run_dir = Path(config.output_dir)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    if device.type == "cpu" and config.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    try:
+        return _train(config, resume, device, info, amp_dtype, run_dir)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        distributed.cleanup(info)
+
+
+def _train(config, resume, device, info, amp_dtype, run_dir) -> TrainResult:
+    seed_everything(config.seed)
+    train_cache = prepared_split(config, config.train_split, info)
+    val_cache = prepared_split(config, config.val_split, info) if config.val_split else None
+    if train_cache.landmarks.shape[1] != config.num_landmarks:
+        raise ValueError(f"The {config.train_split} split of {config.dataset} has {train_cache.landmarks.shape[1]}"
+                         f" landmarks, but the config expects {config.num_landmarks}; check --data-root.")
+    if not torch.isfinite(torch.from_numpy(train_cache.landmarks)).any():
+        raise ValueError(f"The {config.train_split} split of {config.dataset} has no landmarks to train on; "
+                         f"choose a labelled --train-split.")
+
+    base = prepare_model(build_model_from_config(config), device, config.channels_last)
+    optimizer = build_optimizer(config, base.parameters())
+    source = BatchSource(train_cache, device, config.data_on_device, config.num_workers)
+    shard_len = len(distributed.shard(torch.arange(source.size), info))
+    scheduler = build_scheduler(config, optimizer, math.ceil(shard_len / config.batch_size))
+    scaler = make_scaler(amp_dtype, device)
+    data_generator = torch.Generator().manual_seed(config.seed)                    # the epochs' sample order
+    aug_generator = torch.Generator(device=device).manual_seed(config.seed + 1 + info.rank)
+    generators = {"data": data_generator, "augment": aug_generator}
+
+    start_epoch, best_metric, best_epoch, history = 0, math.inf, -1, []
+    path = _resume_path(config, resume)
+    if path is not None:
+        state = load_checkpoint(path, map_location=device)
+        check_compatible(state["config"], config, path)
+        base.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"] is not None and scaler.is_enabled():
+            scaler.load_state_dict(state["scaler"])
+        start_epoch, history = state["epoch"], state["history"]
+        best_metric, best_epoch = state["best_metric"], state["best_epoch"]
+        if state["rng"] is not None:
+            restore_rng(state["rng"], generators)
+        if info.is_main:
+            print(f"Resuming {path} after epoch {start_epoch} of {config.epochs}.")
+
+    net = torch.compile(base) if config.compile else base
+    model = (torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
+                                                       else None) if info.enabled else net)
+    augment = _augmenter(config) if config.augment else None
+    if info.is_main:
+        config.save(run_dir / "config.json")
+    key = selection_key(config.spec)
+    kill_after = int(os.environ.get(KILL_AFTER_EPOCH_ENV, "0"))
+
+    epochs = tqdm(range(start_epoch + 1, config.epochs + 1), desc="training", dynamic_ncols=True,
+                  initial=start_epoch, total=config.epochs, disable=not (config.progress and info.is_main))
+    for epoch in epochs:
+        started = time.perf_counter()
+        order = distributed.shard(torch.randperm(source.size, generator=data_generator), info)
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss = train_one_epoch(model, source, order, optimizer, scheduler, scaler, config, amp_dtype,
+                                     aug_generator, epoch, info, augment)
+        row = {"epoch": epoch, "train_loss": train_loss, "lr": lr}
+        improved = False
+        if val_cache is not None and (epoch % config.val_every == 0 or epoch == config.epochs):
+            summary = evaluate_cache(net, val_cache, config, device, amp_dtype, info=info).summary
+            row["val_mre"] = summary.get("mre", math.nan)
+            if key != "mre":
+                row[f"val_{key}"] = summary.get(key, math.nan)
+            score = summary.get(key, math.nan)
+            improved = math.isfinite(score) and score < best_metric
+            if improved:
+                best_metric, best_epoch = score, epoch
+        row["seconds"] = time.perf_counter() - started
+        history.append(row)
+        epochs.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("train_loss", "val_mre")})
+        if info.is_main:
+            if improved:
+                save_checkpoint(run_dir / "best.pt", model=base, config=config, epoch=epoch,
+                                best_metric=best_metric, best_epoch=best_epoch, history=history)
+            save_checkpoint(run_dir / "last.pt", model=base, config=config, epoch=epoch, optimizer=optimizer,
+                            scheduler=scheduler, scaler=scaler, best_metric=best_metric, best_epoch=best_epoch,
+                            history=history, rng=capture_rng(generators))
+            write_log(run_dir / "log.csv", history)
+            if kill_after and epoch == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)  # test hook: die as a crash would, right after saving
+    epochs.close()
+
+    distributed.barrier(info)
+    best_path = run_dir / "best.pt"
+    if best_path.is_file():
+        unwrap(base).load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
+    metrics = {}
+    for split in config.eval_splits:
+        cache = val_cache if split == config.val_split and val_cache is not None else \
+            prepared_split(config, split, info)
+        result = evaluate_cache(net, cache, config, device, amp_dtype, info=info,
+                                output_dir=run_dir if info.is_main else None, split=split)
+        if result.summary:
+            metrics[split] = result.summary
+    return TrainResult(run_dir=run_dir, best_epoch=best_epoch, best_metric=best_metric, history=history,
+                       metrics=metrics)

@@ -1,0 +1,89 @@
+"""The ``farnet`` command line: help, config resolution, train -> evaluate -> predict, errors, benchmark."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine_helpers import cli_args, single_thread, tiny_overrides
+from farnet_lite.cli import build_parser, main
+from farnet_lite.config import config_fields
+
+one_thread = pytest.fixture(autouse=True)(single_thread)
+
+
+def test_help_explains_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())                  # undo argparse's line wrapping
+    for name in config_fields():
+        assert "--" + name.replace("_", "-") in text, name
+    assert "(default: 800 640)" in text and "(default: ewc)" in text and "(default: 300)" in text
+    assert "--resume" in text and "(default: paper)" in text
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    assert all(command in top for command in ("train", "evaluate", "predict", "benchmark"))
+    for command in ("evaluate", "predict", "benchmark"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "default" in capsys.readouterr().out
+
+
+def test_config_resolution_preset_then_options(capsys):
+    assert main(["train", "--dataset", "hand", "--preset", "fast", "--epochs", "7", "--no-augment",
+                 "--input-size", "256", "256", "--pretrained", "false", "--print-config"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert (config["dataset"], config["batch_size"], config["epochs"], config["augment"]) == ("hand", 8, 7, False)
+    assert config["input_size"] == [256, 256] and config["pretrained"] is False and config["fold"] == 1
+    args = build_parser().parse_args(["train", "--pretrained", "weights/d121.pth"])
+    assert args.pretrained == "weights/d121.pth" and not hasattr(args, "epochs")   # unset = preset's value
+
+
+def test_train_evaluate_predict_through_the_cli(tmp_path, capsys):
+    values = dict(tiny_overrides(tmp_path), epochs=1)
+    assert main(["train", "--dataset", "synthetic-isbi", *cli_args(values)]) == 0
+    out = capsys.readouterr().out
+    assert "Run folder:" in out and "test1:" in out
+    best = tmp_path / "run" / "best.pt"
+
+    assert main(["evaluate", str(best), "--split", "test1", "test2", "--output-dir", str(tmp_path / "ev")]) == 0
+    printed = capsys.readouterr().out
+    assert "test1: 4 images" in printed and "test2: 2 images; unlabelled" in printed
+    metrics = json.loads((tmp_path / "ev" / "metrics_test1.json").read_text())
+    trained = json.loads((tmp_path / "run" / "metrics_test1.json").read_text())
+    assert metrics["mre"] == pytest.approx(trained["mre"]) and not (tmp_path / "ev" / "metrics_test2.json").exists()
+
+    images = tmp_path / "data" / "RawImage" / "Test2Data"
+    assert main(["predict", str(best), str(images), str(images / "301.bmp"),
+                 "--output-dir", str(tmp_path / "pred")]) == 0
+    frame = pd.read_csv(tmp_path / "pred" / "predictions.csv", dtype={"image_id": str})
+    assert list(frame.columns) == ["image_id", "landmark", "x", "y", "score"] and len(frame) == 3 * 19
+    assert sorted((tmp_path / "pred" / "overlays").iterdir())[0].name == "301.png"
+    twice = frame[frame.image_id == "301"][["x", "y"]].to_numpy()
+    np.testing.assert_array_equal(twice[:19], twice[19:])            # from the folder and from the file
+    assert frame.x.between(-0.5, 51.5).all() and frame.y.between(-0.5, 63.5).all()
+    # predict resizes the original BMP, evaluate reads the (JPEG) cache: nearly the same points
+    evaluated = pd.read_csv(tmp_path / "ev" / "predictions_test2.csv", dtype={"image_id": str})
+    diff = (frame[frame.image_id == "302"][["x", "y"]].to_numpy()
+            - evaluated[evaluated.image_id == "302"][["x", "y"]].to_numpy())
+    assert np.median(np.abs(diff)) <= 1.0
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "nope.pt"), str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nope.pt does not exist" in err
+    assert main(["train", "--dataset", "isbi2015", "--output-dir", str(tmp_path / "r")]) == 1
+    assert "needs --data-root" in capsys.readouterr().err
+
+
+def test_benchmark_prints_figures(tmp_path, capsys):
+    assert main(["benchmark", "--device", "cpu", "--size", "64", "64", "--batch", "2", "--steps", "1",
+                 "--warmup", "0", "--system", "fpn", "--original-size", "96", "80", "--baseline-workers", "0",
+                 "--json", str(tmp_path / "bench.json")]) == 0
+    out = capsys.readouterr().out
+    assert "farnet-lite" in out and "official-style" in out and "speed-up" in out
+    figures = json.loads((tmp_path / "bench.json").read_text())
+    assert figures["engine"]["train_images_per_s"] > 0 and figures["official_style"]["infer_images_per_s"] > 0

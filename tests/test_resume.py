@@ -1,0 +1,52 @@
+"""Never lose a run: a training killed with SIGKILL resumes to exactly the numbers of an uninterrupted one."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from engine_helpers import cli_args, run_cli, single_thread, tiny_overrides
+from farnet_lite.config import TrainConfig
+from farnet_lite.train import KILL_AFTER_EPOCH_ENV, train
+
+one_thread = pytest.fixture(autouse=True)(single_thread)
+
+
+def test_killed_run_resumes_exactly(tmp_path):
+    values = dict(tiny_overrides(tmp_path), epochs=3, augment=True)   # augmentation: its RNG must resume too
+    # 1. uninterrupted (in this process; one thread, like the subprocesses)
+    straight = train(TrainConfig.preset("synthetic-isbi", "paper", **dict(values, output_dir=str(tmp_path / "a"))))
+
+    # 2. the same run in a subprocess that SIGKILLs itself right after the checkpoint of epoch 1
+    run_b = tmp_path / "b"
+    args = ["train", "--dataset", "synthetic-isbi", *cli_args(dict(values, output_dir=str(run_b)))]
+    killed = run_cli(args, env={KILL_AFTER_EPOCH_ENV: "1"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert torch.load(run_b / "last.pt", weights_only=True)["epoch"] == 1
+    assert len(pd.read_csv(run_b / "log.csv")) == 1 and not (run_b / "metrics_test1.json").exists()
+
+    # 3. resume from the checkpoint alone (its config), as a user would after a crash
+    resumed = run_cli(["train", "--resume", str(run_b / "last.pt")])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resuming" in resumed.stdout
+
+    log_a, log_b = pd.read_csv(tmp_path / "a" / "log.csv"), pd.read_csv(run_b / "log.csv")
+    assert list(log_b.epoch) == [1, 2, 3]
+    pd.testing.assert_frame_equal(log_a.drop(columns="seconds"), log_b.drop(columns="seconds"), rtol=1e-6)
+    metrics_b = json.loads((run_b / "metrics_test1.json").read_text())
+    assert metrics_b["mre"] == pytest.approx(straight.metrics["test1"]["mre"], rel=1e-6)
+    pred_a = pd.read_csv(tmp_path / "a" / "predictions_test2.csv")
+    pred_b = pd.read_csv(run_b / "predictions_test2.csv")
+    pd.testing.assert_frame_equal(pred_a, pred_b, rtol=1e-6)
+    state_a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    state_b = torch.load(run_b / "last.pt", weights_only=True)["model"]
+    assert all(torch.allclose(state_a[k].float(), state_b[k].float(), atol=1e-6) for k in state_a)
+
+
+def test_resume_true_without_checkpoint_starts_fresh(tmp_path, capsys):
+    config = TrainConfig.preset("synthetic-isbi", "paper", **dict(tiny_overrides(tmp_path), epochs=1))
+    result = train(config, resume=True)
+    assert "No checkpoint" in capsys.readouterr().out and len(result.history) == 1
+    # resuming a finished run trains no further epoch and re-evaluates best.pt
+    again = train(config, resume=True)
+    assert again.history == result.history and again.metrics["test1"]["mre"] == result.metrics["test1"]["mre"]
