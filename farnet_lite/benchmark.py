@@ -1,6 +1,6 @@
 """``farnet benchmark``: images/s and peak memory of this engine against the official pipeline's approach.
 
-Introduced in notebook 06_training_engine.
+Introduced in notebook 06_training_on_gpu.
 
 *This engine* (the real code path: ``BatchSource`` + ``train_one_epoch`` + ``predict_batch``): uint8 images
 already at the input size in device memory, Gaussian targets drawn on the device inside the step, mixed precision,

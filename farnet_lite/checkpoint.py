@@ -1,6 +1,6 @@
 """Checkpoints that never lose a run: atomic writes, everything needed to resume exactly, safe loading.
 
-Introduced in notebook 06_training_engine.
+Introduced in notebook 06_training_on_gpu.
 
 A checkpoint is a plain dict saved with ``torch.save`` and read back with ``torch.load(weights_only=True)``
 (no pickled code runs when a file is opened): tensors, numbers, strings, lists and dicts only. The config is a
@@ -86,7 +86,7 @@ def save_checkpoint(path, *, model: nn.Module, config: TrainConfig, epoch: int,
                     rng: Optional[dict] = None) -> Path:
     """Write one checkpoint atomically. ``epoch`` is the number of epochs completed (1-based).
 
-    Introduced in notebook 06_training_engine.
+    Introduced in notebook 06_training_on_gpu.
     """
     state = {
         "format_version": FORMAT_VERSION,
@@ -108,7 +108,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     """Read a checkpoint with ``weights_only=True``; one clear sentence if it is missing or unreadable.
 
     The returned dict has ``"config"`` already parsed into a :class:`TrainConfig`.
-    Introduced in notebook 06_training_engine.
+    Introduced in notebook 06_training_on_gpu.
     """
     path = Path(path)
     if not path.is_file():
@@ -148,7 +148,7 @@ def load_model(path, device="cpu", expect: Optional[TrainConfig] = None) -> Tupl
     """The trained model of a checkpoint, in ``eval()`` mode on ``device``, and its config.
 
     ``expect``: refuse (one sentence naming the file) a checkpoint of another landmark count, system or backbone.
-    Introduced in notebook 06_training_engine.
+    Introduced in notebook 06_training_on_gpu.
     """
     state = load_checkpoint(path)
     config = state["config"]

@@ -1,6 +1,6 @@
 """The ``farnet`` command: ``farnet train | evaluate | predict | benchmark``.
 
-Introduced in notebook 06_training_engine.
+Introduced in notebook 06_training_on_gpu.
 
 Every option of ``farnet train`` is a field of :class:`~farnet_lite.config.TrainConfig`; a run's config is the
 preset (``--preset`` for ``--dataset``), or a saved ``--config`` JSON, or (``--resume PATH``) the checkpoint's,

@@ -1,6 +1,6 @@
 """One run = one :class:`TrainConfig`: the paper's settings per dataset, a GPU ``fast`` preset and a CPU ``demo``.
 
-Introduced in notebook 06_training_engine.
+Introduced in notebook 06_training_on_gpu.
 
 The same presets serve the CLI (``farnet train --dataset isbi2015 --preset paper``) and the notebooks
 (``TrainConfig.preset("isbi2015", "paper")``). A config is saved as ``config.json`` in every run directory and,
@@ -28,7 +28,7 @@ from typing import Dict, Optional, Tuple, Union
 class DatasetSpec:
     """What the engine needs to know about one dataset (and its synthetic stand-in).
 
-    Introduced in notebook 06_training_engine.
+    Introduced in notebook 06_training_on_gpu.
 
     ``layout`` names the reader (``isbi2015`` | ``hand`` | ``spine``); ``metric`` is how errors are scored:
     ``spacing`` (mm = px x ``spacing_mm``), ``wrist`` (mm via the 50 mm wrist width) or ``fraction`` (spine MSE
@@ -67,7 +67,7 @@ DATASETS: Dict[str, DatasetSpec] = {
     "synthetic-hand": DatasetSpec(name="synthetic-hand", input_size=(128, 128), synthetic=True, **_HAND),
     "synthetic-spine": DatasetSpec(name="synthetic-spine", input_size=(256, 128), synthetic=True, **_SPINE),
 }
-"""The datasets the engine knows, by name. Introduced in notebook 06_training_engine."""
+"""The datasets the engine knows, by name. Introduced in notebook 06_training_on_gpu."""
 
 PRESETS = ("paper", "fast", "demo")
 
@@ -76,7 +76,7 @@ PRESETS = ("paper", "fast", "demo")
 class TrainConfig:
     """Everything that defines a run. Saved as JSON with every run and checkpoint.
 
-    Introduced in notebook 06_training_engine.
+    Introduced in notebook 06_training_on_gpu.
 
     Sizes are ``(H, W)``; both must be multiples of 32 (the backbone's stride).
     """
@@ -160,7 +160,7 @@ class TrainConfig:
         * ``demo``: the CPU demo of ``python -m farnet_lite.demo`` -- 64x64 input, sigma 1.5 px, batch 8,
           Adam 1e-3, cosine LR, 6 epochs, FARNet on DenseNet-121 from random initialisation.
 
-        Introduced in notebook 06_training_engine.
+        Introduced in notebook 06_training_on_gpu.
         """
         if dataset not in DATASETS:
             raise ValueError(f"Unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}.")

@@ -1,6 +1,6 @@
 """``python -m farnet_lite.demo`` (what ``make demo`` runs): FARNet learns landmarks on the CPU in minutes.
 
-Introduced in notebook 06_training_engine.
+Introduced in notebook 06_training_on_gpu.
 
 1. Writes synthetic cephalograms in the ISBI 2015 layout (``farnet_lite.data.synthetic``): a training set, a
    validation set (the layout's Test1) and, with another seed, held-out images never used for any choice.
@@ -10,6 +10,10 @@ Introduced in notebook 06_training_engine.
 3. Predicts the held-out images with :func:`farnet_lite.evaluate.predict` and prints the model's mean radial
    error next to that of the *mean-shape baseline* (every landmark at its mean training position, in
    image-relative coordinates), and writes a prediction-vs-truth overlay to ``figures/demo_overlay.png``.
+
+Threads: the demo runs torch on one CPU thread by default (``--threads``). On a 2-core machine that other
+processes share, two intra-op threads spin against each other and the load: the same demo took 572 s with two
+threads and 133 s with one on our busy 2-core development machine (user CPU time 6.1 min vs 1.4 min).
 
 The demo preset's settings (64x64 input, sigma 1.5 px, batch 8, Adam 1e-3 with cosine decay) were chosen on the
 validation images; the held-out numbers are reported once, afterwards. ``--quick`` runs a tiny version for the
@@ -23,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from farnet_lite.config import TrainConfig
 from farnet_lite.evaluate import predict, score_predictions
@@ -38,7 +43,7 @@ def mean_shape_baseline(train_points: np.ndarray, train_sizes: np.ndarray, sizes
     ``train_points`` ``(N, K, 2)`` original pixels of images of ``train_sizes`` ``(N, 2)`` (H, W); returns
     ``(M, K, 2)`` for images of ``sizes`` ``(M, 2)``. Positions are averaged in a unit grid (via
     ``rescale_points``), so images of different sizes are handled alike. Introduced in notebook
-    06_training_engine.
+    06_training_on_gpu.
     """
     unit = rescale_points(train_points, train_sizes, np.ones_like(train_sizes, dtype=np.float64))
     mean = unit.mean(axis=0)                                                    # (K, 2) in a 1x1 grid
@@ -74,7 +79,7 @@ def save_demo_figure(path, images, preds, truths, baseline, errors_px) -> Path:
 
 def run_demo(workdir, figure="figures/demo_overlay.png", quick: bool = False, epochs=None,
              train_images: int = 64, val_images: int = 16, test_images: int = 32, **overrides) -> dict:
-    """Run the demo in ``workdir``; returns the numbers it prints. Introduced in notebook 06_training_engine."""
+    """Run the demo in ``workdir``; returns the numbers it prints. Introduced in notebook 06_training_on_gpu."""
     from farnet_lite.data.isbi2015 import read_isbi2015
     from farnet_lite.data.synthetic import write_synthetic_isbi
     from farnet_lite.train import train
@@ -138,7 +143,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--figure", default="figures/demo_overlay.png", help="overlay PNG to write")
     parser.add_argument("--quick", action="store_true", help="a tiny run that only checks the pipeline")
     parser.add_argument("--epochs", type=int, default=None, help="override the demo preset's epochs")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for torch; 1 is the robust choice on a small shared machine (module docstring)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     if args.workdir:
         return run_demo(args.workdir, args.figure, args.quick, args.epochs)
     with tempfile.TemporaryDirectory(prefix="farnet-demo-") as workdir:

@@ -1,6 +1,6 @@
 """The pieces of a training step shared by train, evaluate, predict, benchmark: device, precision, batches.
 
-Introduced in notebook 06_training_engine.
+Introduced in notebook 06_training_on_gpu.
 
 Speed choices, each a config field:
 
@@ -28,7 +28,7 @@ from farnet_lite.config import TrainConfig
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"``: the GPU if there is one, else the CPU. Introduced in notebook 06_training_engine."""
+    """``"auto"``: the GPU if there is one, else the CPU. Introduced in notebook 06_training_on_gpu."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -42,7 +42,7 @@ def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dt
 
     ``auto`` is bf16 on GPUs that support it (Ampere and newer), else fp16 (with a GradScaler, see
     :func:`make_scaler`). Mixed precision is off on the CPU (slow there, and it would break the exact
-    reproducibility that CPU runs promise). Introduced in notebook 06_training_engine.
+    reproducibility that CPU runs promise). Introduced in notebook 06_training_on_gpu.
     """
     if device.type != "cuda":
         if precision in ("bf16", "fp16"):
@@ -71,7 +71,7 @@ def network_input(images: torch.Tensor, channels_last: bool = False) -> torch.Te
     ``images``: ``(B, H, W)`` uint8 (straight from the cache), or ``(B, 1, H, W)`` float in [0, 1] (after
     augmentation). Returns ``(B, 3, H, W)`` float32, ImageNet mean/std normalised
     (``farnet_lite.model.normalize_images``), in channels_last memory format if asked.
-    Introduced in notebook 06_training_engine.
+    Introduced in notebook 06_training_on_gpu.
     """
     from farnet_lite.model import normalize_images
 
@@ -98,7 +98,7 @@ def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
 
     Linear warm-up over ``warmup_epochs``, then ``constant``; ``step`` (x0.1 from 2/3 of the epochs on, as
     the official code's ``MultiStepLR([200], 0.1)`` over 300 epochs); or ``cosine`` (half a cosine to 0).
-    Introduced in notebook 06_training_engine.
+    Introduced in notebook 06_training_on_gpu.
     """
     warm = config.warmup_epochs * steps_per_epoch
     if warm > 0 and step < warm:
@@ -138,7 +138,7 @@ class BatchSource:
 
     With ``on_device`` the cache lives in device memory and a batch is one index operation; otherwise a
     DataLoader with ``num_workers`` workers gathers pinned batches on the CPU. Introduced in notebook
-    06_training_engine.
+    06_training_on_gpu.
     """
 
     def __init__(self, cache, device: torch.device, data_on_device: str = "auto", num_workers: int = 0):

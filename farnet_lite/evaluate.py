@@ -1,6 +1,6 @@
 """Prediction and scoring: ``evaluate`` a checkpoint on dataset splits, ``predict`` on your own images.
 
-Introduced in notebook 06_training_engine.
+Introduced in notebook 06_training_on_gpu.
 
 Decoding (§3.2): the ``final`` heatmaps are decoded in their own grid (argmax, the paper's choice, or
 sub-pixel), moved to the network-input grid and then to the original image with
@@ -48,7 +48,7 @@ def predict_batch(model, images: torch.Tensor, input_size, config: TrainConfig,
                   amp_dtype=None) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(B, H, W)`` uint8 images at ``input_size`` -> ``(coords (B, K, 2)`` in the input grid``, scores (B, K))``.
 
-    Introduced in notebook 06_training_engine.
+    Introduced in notebook 06_training_on_gpu.
     """
     device = images.device
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
@@ -63,7 +63,7 @@ def predict_cache(model, cache, config: TrainConfig, device, amp_dtype=None, bat
     """Predict every image of a ``PreparedCache``: ``(points (N, K, 2)`` original pixels``, scores (N, K))``.
 
     Under torchrun each rank predicts every ``world_size``-th image and the results are gathered, so every rank
-    returns the complete arrays. Introduced in notebook 06_training_engine.
+    returns the complete arrays. Introduced in notebook 06_training_on_gpu.
     """
     model.eval()
     batch_size = batch_size or max(config.batch_size, 1)
@@ -91,7 +91,7 @@ def score_predictions(pred: np.ndarray, truth: np.ndarray, sizes: np.ndarray,
 
     ``spacing``: radial errors in mm (ISBI: 0.1 mm/px) and SDR at the dataset radii; ``wrist``: mm by the 50 mm
     wrist width (hand); ``fraction`` (spine): MSE as a fraction of the image size and Pearson rho, with pixel
-    MRE for reference. Empty summary for an unlabelled split. Introduced in notebook 06_training_engine.
+    MRE for reference. Empty summary for an unlabelled split. Introduced in notebook 06_training_on_gpu.
     """
     labelled = np.isfinite(truth).all(axis=(1, 2))
     if not labelled.any():
@@ -117,7 +117,7 @@ def evaluate_cache(model, cache, config: TrainConfig, device, amp_dtype=None,
     """Predict a prepared split, score it if labelled and (with ``output_dir``) write its files:
     ``predictions_<split>.csv`` always; ``metrics_<split>.json`` and ``per_landmark_<split>.csv`` if labelled.
 
-    Introduced in notebook 06_training_engine.
+    Introduced in notebook 06_training_on_gpu.
     """
     pred, scores = predict_cache(model, cache, config, device, amp_dtype, batch_size, info)
     sizes = np.asarray(cache.original_sizes, dtype=np.float64)
@@ -141,7 +141,7 @@ def evaluate(checkpoint, splits: Optional[Sequence[str]] = None, *, data_root=No
 
     ``splits`` default to the run's ``eval_splits``; ``data_root`` / ``cache_dir`` override the run's;
     ``output_dir`` defaults to the checkpoint's folder. Returns ``{split: EvalResult}``.
-    Introduced in notebook 06_training_engine.
+    Introduced in notebook 06_training_on_gpu.
     """
     from farnet_lite.checkpoint import load_model
     from farnet_lite.splits import prepared_split
@@ -168,7 +168,7 @@ def predict(checkpoint, inputs: Union[str, Path, np.ndarray, Iterable], *, outpu
     ``inputs``: an image file, a folder of images, a list of files, or (H, W) uint8 arrays. With
     ``output_dir``, writes ``predictions.csv`` (``image_id,landmark,x,y,score``, original pixels) and, with
     ``overlay``, ``overlays/<image_id>.png``. Returns the predictions as a pandas DataFrame.
-    Introduced in notebook 06_training_engine.
+    Introduced in notebook 06_training_on_gpu.
     """
     from farnet_lite.checkpoint import load_model
     from farnet_lite.data.cache import resize_image

@@ -106,7 +106,8 @@ def coarse_to_fine_loss(output, points: torch.Tensor, input_size: Tuple[int, int
         grid = tuple(heatmaps.shape[-2:])
         targets = encode_heatmaps(rescale_points(points.float(), input_size, grid), grid, sigma, origin)
         value = loss_fn(heatmaps, targets)
-        parts[name] = float(value.detach())
+        if return_parts:  # float() waits for the device: only when asked for
+            parts[name] = float(value.detach())
         total = value if total is None else total + value
     if total is None:
         raise ValueError("output holds no heatmaps to supervise")

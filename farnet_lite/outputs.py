@@ -1,6 +1,6 @@
 """The files a run leaves behind: predictions CSV, metrics JSON, per-landmark table, training log, overlays.
 
-Introduced in notebook 06_training_engine.
+Introduced in notebook 06_training_on_gpu.
 
 Every file is written to a temporary name in its folder and renamed (``os.replace``), so a reader never sees a
 half-written CSV and an interrupted run leaves the previous version intact.
@@ -34,7 +34,7 @@ def atomic_write_text(path, text: str) -> Path:
 def predictions_frame(ids: Sequence[str], points: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
     """Long table of predictions: one row per (image, landmark). ``points`` ``(N, K, 2)``, ``scores`` ``(N, K)``.
 
-    Introduced in notebook 06_training_engine.
+    Introduced in notebook 06_training_on_gpu.
     """
     points = np.asarray(points, dtype=np.float64)
     num_images, num_landmarks = points.shape[:2]
@@ -97,7 +97,7 @@ def save_overlay(path, image: np.ndarray, pred: np.ndarray, truth: Optional[np.n
     """A PNG of the radiograph with predicted (red +) and, if given, true (green o) landmarks, numbered 1..K.
 
     ``image`` ``(H, W)`` uint8; ``pred`` / ``truth`` ``(K, 2)`` ``(x, y)`` original pixels (pixel centres at
-    integers, which is also matplotlib's ``imshow`` convention). Introduced in notebook 06_training_engine.
+    integers, which is also matplotlib's ``imshow`` convention). Introduced in notebook 06_training_on_gpu.
     """
     import matplotlib
     matplotlib.use("Agg", force=False)
@@ -135,7 +135,7 @@ def save_overlay(path, image: np.ndarray, pred: np.ndarray, truth: Optional[np.n
 def list_images(inputs: Iterable) -> List[Path]:
     """Expand files and folders (sorted image files directly inside) into a list of image paths.
 
-    Introduced in notebook 06_training_engine.
+    Introduced in notebook 06_training_on_gpu.
     """
     from farnet_lite.data.imageio import IMAGE_SUFFIXES
 

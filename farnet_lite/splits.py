@@ -1,6 +1,6 @@
 """From a config to prepared, in-memory data: which files a split is, synthetic data on demand, the cache.
 
-Introduced in notebook 06_training_engine.
+Introduced in notebook 06_training_on_gpu.
 
 Split names per dataset layout (``TrainConfig.train_split`` / ``val_split`` / ``eval_splits``):
 
@@ -40,7 +40,7 @@ def ensure_synthetic(layout: str, root) -> Path:
     """Write the synthetic stand-in of ``layout`` (default sizes) under ``root`` unless it is there; return it.
 
     The writers of ``farnet_lite.data.synthetic`` are idempotent and atomic (temp folder + rename).
-    Introduced in notebook 06_training_engine.
+    Introduced in notebook 06_training_on_gpu.
     """
     from farnet_lite.data import synthetic
 
@@ -66,7 +66,7 @@ def data_root(config: TrainConfig) -> Path:
 def cv_fold_indices(ids, fold: int, num_folds: int = SPINE_FOLDS) -> Tuple[List[int], List[int]]:
     """``(train_indices, val_indices)`` of fold ``fold`` (1-based): sorted ids, i-th sorted id in fold i % n + 1.
 
-    Deterministic and independent of file-system order. Introduced in notebook 06_training_engine.
+    Deterministic and independent of file-system order. Introduced in notebook 06_training_on_gpu.
     """
     if not 1 <= fold <= num_folds:
         raise ValueError(f"fold must be between 1 and {num_folds}, got {fold}.")
@@ -79,7 +79,7 @@ def cv_fold_indices(ids, fold: int, num_folds: int = SPINE_FOLDS) -> Tuple[List[
 def open_split(config: TrainConfig, split: str):
     """The ``LandmarkDataset`` of one split of ``config.dataset`` (see the module docstring for the names).
 
-    Introduced in notebook 06_training_engine.
+    Introduced in notebook 06_training_on_gpu.
     """
     root, layout = data_root(config), config.spec.layout
     if layout == "isbi2015":
@@ -109,7 +109,7 @@ def prepared_split(config: TrainConfig, split: str, dist_info: DistInfo = DistIn
     """The ``PreparedCache`` of a split at ``config.input_size``, preparing it on first use.
 
     Under torchrun only rank 0 writes the cache; the others wait for it. Introduced in notebook
-    06_training_engine.
+    06_training_on_gpu.
     """
     from farnet_lite.data.cache import load_cache, prepare_cache
 

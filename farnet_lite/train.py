@@ -1,6 +1,6 @@
 """``train(config)``: the one training loop of farnet-lite (CLI, notebooks, demo and DDP all call it).
 
-Introduced in notebook 06_training_engine.
+Introduced in notebook 06_training_on_gpu.
 
 One epoch = every training image once, in an order drawn from a seeded generator; each step augments the batch
 on the device (optional), computes the coarse-to-fine EWC loss against heatmaps drawn on the device from the
@@ -80,7 +80,7 @@ def train_one_epoch(model, source: BatchSource, order: torch.Tensor, optimizer, 
     """One pass over ``order`` (this rank's shard of the epoch's sample order); returns the mean loss.
 
     Raises :class:`NonFiniteLossError` naming the epoch and step when the loss is NaN or infinite.
-    Introduced in notebook 06_training_engine.
+    Introduced in notebook 06_training_on_gpu.
     """
     model.train()
     device = source.device
@@ -135,7 +135,7 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> TrainR
     GradScaler, every RNG and the data order are restored, so on the CPU it ends with the same numbers as a
     run that was never interrupted. Under ``torchrun`` each process trains on its shard; rank 0 writes files.
 
-    Introduced in notebook 06_training_engine.
+    Introduced in notebook 06_training_on_gpu.
     """
     device = resolve_device(config.device)
     info = distributed.setup(device.type)
@@ -166,7 +166,10 @@ def _train(config, resume, device, info, amp_dtype, run_dir) -> TrainResult:
         raise ValueError(f"The {config.train_split} split of {config.dataset} has no landmarks to train on; "
                          f"choose a labelled --train-split.")
 
-    base = prepare_model(build_model_from_config(config), device, config.channels_last)
+    path = _resume_path(config, resume)
+    # a resumed run takes its weights from the checkpoint: no ImageNet download for it
+    base = prepare_model(build_model_from_config(config, pretrained=False if path else None), device,
+                         config.channels_last)
     optimizer = build_optimizer(config, base.parameters())
     source = BatchSource(train_cache, device, config.data_on_device, config.num_workers)
     shard_len = len(distributed.shard(torch.arange(source.size), info))
@@ -177,7 +180,6 @@ def _train(config, resume, device, info, amp_dtype, run_dir) -> TrainResult:
     generators = {"data": data_generator, "augment": aug_generator}
 
     start_epoch, best_metric, best_epoch, history = 0, math.inf, -1, []
-    path = _resume_path(config, resume)
     if path is not None:
         state = load_checkpoint(path, map_location=device)
         check_compatible(state["config"], config, path)

@@ -1,4 +1,5 @@
 """The training engine: presets, schedules, splits, scoring, a tiny end-to-end run, checkpoints, failures."""
+import importlib
 import json
 import math
 
@@ -8,7 +9,6 @@ import pytest
 import torch
 
 from engine_helpers import single_thread, tiny_config
-from farnet_lite import train as train_module
 from farnet_lite.checkpoint import (capture_rng, check_compatible, load_checkpoint, load_model, restore_rng,
                                     save_checkpoint)
 from farnet_lite.config import DATASETS, TrainConfig
@@ -19,6 +19,7 @@ from farnet_lite.splits import cv_fold_indices, open_split
 from farnet_lite.train import NonFiniteLossError, train
 
 one_thread = pytest.fixture(autouse=True)(single_thread)
+train_module = importlib.import_module("farnet_lite.train")   # the module (farnet_lite.train is the function)
 
 
 def test_paper_presets_follow_the_paper():

@@ -1,6 +1,6 @@
 """Data augmentation on the GPU: one random affine per image, applied to the image AND its landmarks.
 
-Introduced in notebook 00_setup_and_data (used by notebook 06_training).
+Introduced in notebook 00_setup_and_data (used by notebook 06_training_on_gpu).
 
 The paper augments the hand dataset "following Payer et al." and the spine dataset "following BoostNet"; the
 cephalograms are not augmented (§4.2). Everything here is batched torch, so it runs wherever the batch is
