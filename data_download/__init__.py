@@ -8,3 +8,6 @@ Each one downloads with pooch (checksums where known, progress bars, a cache, re
 temporary folder and renames it into place only when the layout has been verified. `--help` explains the
 manual route for sources that are offline or need a browser.
 """
+from data_download._common import DownloadError, UnsafeArchiveError
+
+__all__ = ["DownloadError", "UnsafeArchiveError"]

@@ -46,6 +46,16 @@ class UnsafeArchiveError(DownloadError):
     """An archive member that would land outside the destination (absolute path, ``..``, escaping link)."""
 
 
+def refuse_synthetic_copy(folder: Path) -> None:
+    """Raise when ``folder`` holds a synthetic stand-in written by :mod:`farnet_lite.data.synthetic`.
+
+    A synthetic copy has the public layout, so without this check a downloader would take it for the real data.
+    """
+    if (Path(folder) / "synthetic_manifest.json").is_file():
+        raise DownloadError(f"{folder} holds a synthetic copy written by farnet_lite.data.synthetic, not the real "
+                            "data; choose another --dest or pass --force to replace it with the download.")
+
+
 def default_cache_dir() -> Path:
     """Where downloaded archives are kept: ``$FARNET_CACHE`` or pooch's OS cache (``~/.cache/farnet-lite``)."""
     return Path(os.environ.get("FARNET_CACHE") or pooch.os_cache("farnet-lite"))
@@ -113,7 +123,8 @@ def fetch(url: str, fname: str, sha256: Optional[str] = None, cache_dir: Optiona
     hash of what it downloaded, so it can be pinned later.
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
+    # fname may hold sub-folders; create them here because pooch's own makedirs is not safe for parallel fetches.
+    (cache / fname).parent.mkdir(parents=True, exist_ok=True)
     downloader = ResumableDownloader(cache / f"{fname}.part", progress=progress)
     known_hash = f"sha256:{sha256.lower()}" if sha256 else None
     try:

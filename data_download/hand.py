@@ -41,7 +41,7 @@ from urllib.request import Request, urlopen
 from tqdm.auto import tqdm
 
 from data_download._common import (USER_AGENT, DownloadError, extract_any, fetch, make_parser, run_cli,
-                                   staging)
+                                   refuse_synthetic_copy, staging)
 
 SETUP_URL = ("https://raw.githubusercontent.com/christianpayer/MedicalDataAugmentationTool-HeatmapRegression/"
              "master/hand_xray/hand_xray_dataset/setup/")
@@ -177,6 +177,7 @@ def download_hand(dest: str | Path = "data/hand_dha", url: Optional[str] = None,
     """
     dest = Path(dest)
     if dest.is_dir() and any(dest.iterdir()) and not force:
+        refuse_synthetic_copy(dest)
         counts = validate_hand(dest, require_images=not skip_images)
         print(f"{dest} already holds the hand atlas ({counts}); nothing to do (use --force to replace it).")
         return dest

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from data_download._common import (DownloadError, count_files, extract_any, fetch, find_dir, make_parser,
-                                   run_cli, staging)
+                                   refuse_synthetic_copy, run_cli, staging)
 
 FIGSHARE_ARTICLE = 3471833
 FIGSHARE_PRIVATE_LINK = "37ec464af8e81ae6ebbf"
@@ -117,6 +117,7 @@ def download_isbi2015(dest: str | Path = "data/isbi2015", url: Optional[str] = N
     """
     dest = Path(dest)
     if dest.is_dir() and any(dest.iterdir()) and not force:
+        refuse_synthetic_copy(dest)
         validate_isbi2015(dest)
         print(f"{dest} already holds ISBI 2015; nothing to do (use --force to replace it).")
         return dest

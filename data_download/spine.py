@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from data_download._common import (DownloadError, count_files, extract_any, fetch, make_parser, run_cli,
-                                   staging)
+                                   refuse_synthetic_copy, staging)
 
 SPINEWEB_PAGE = ("http://spineweb.digitalimaginggroup.ca/Index.php?n=Main.Datasets"
                  "#Dataset_16.3A_609_spinal_anterior-posterior_x-ray_images")
@@ -75,6 +75,7 @@ def install_spine(dest: str | Path = "data/spine_aasce", archives: Optional[Sequ
     dest = Path(dest)
     target = dest / FOLDER
     if target.is_dir() and any(target.iterdir()) and not force:
+        refuse_synthetic_copy(dest)
         validate_spine(target)
         print(f"{target} already holds the spine dataset; nothing to do (use --force to replace it).")
         return target

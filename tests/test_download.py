@@ -453,3 +453,18 @@ def test_force_replaces_an_existing_copy_only_when_the_new_one_is_complete(tmp_p
     spine.install_spine(tmp_path / "spine", archives=[first], force=True)
     assert not marker.exists() and spine.validate_spine(target)["training"] == 2
     assert sorted(p.name for p in (tmp_path / "spine").iterdir()) == ["boostnet_labeldata"]
+
+
+def test_downloaders_refuse_a_synthetic_copy(tmp_path):
+    """A synthetic stand-in has the public layout; the downloaders must not take it for the real data."""
+    from data_download import DownloadError
+    from data_download.isbi2015 import download_isbi2015
+    from data_download.spine import install_spine
+    from farnet_lite.data.synthetic import write_synthetic_isbi, write_synthetic_spine
+
+    isbi = write_synthetic_isbi(tmp_path / "isbi2015", n_train=2, n_test1=1, n_test2=1)
+    with pytest.raises(DownloadError, match="synthetic copy"):
+        download_isbi2015(isbi)
+    spine = write_synthetic_spine(tmp_path / "spine_aasce", n_training=2, n_test=1)
+    with pytest.raises(DownloadError, match="synthetic copy"):
+        install_spine(spine)
