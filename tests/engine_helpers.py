@@ -11,21 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
 
 from farnet_lite.config import TrainConfig
 from farnet_lite.data.synthetic import write_synthetic_isbi
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def single_thread():
-    """Fixture body: one intra-op thread. Tiny tensors gain nothing from more, and on a busy 2-core machine two
-    threads per process can be 10x slower (spinning). Subprocesses get OMP_NUM_THREADS=1 (see run_cli)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_isbi(root) -> Path:

@@ -18,16 +18,6 @@ EXPECTED_CHANNELS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Run this module single-threaded: on a shared, busy 2-core machine OpenMP threads spinning at barriers make
-    2-thread convolutions 10-40x slower than 1 thread; the previous setting is restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def backbones():
     """Each backbone built once for the module (resnet152 / vgg take about a second each)."""

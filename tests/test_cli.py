@@ -5,11 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine_helpers import cli_args, single_thread, tiny_overrides
+from engine_helpers import cli_args, tiny_overrides
 from farnet_lite.cli import build_parser, main
 from farnet_lite.config import config_fields
-
-one_thread = pytest.fixture(autouse=True)(single_thread)
 
 
 def test_help_explains_every_option_with_its_default(capsys):

@@ -3,10 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine_helpers import cli_args, run_cli, single_thread, tiny_overrides
+from engine_helpers import cli_args, run_cli, tiny_overrides
 from farnet_lite.evaluate import evaluate
-
-one_thread = pytest.fixture(autouse=True)(single_thread)
 
 
 def test_torchrun_two_cpu_processes(tmp_path):

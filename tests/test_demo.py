@@ -1,11 +1,7 @@
 """``python -m farnet_lite.demo --quick``: the demo pipeline runs end to end and writes its figure."""
 import numpy as np
-import pytest
 
-from engine_helpers import single_thread
 from farnet_lite.demo import mean_shape_baseline, run_demo
-
-one_thread = pytest.fixture(autouse=True)(single_thread)
 
 
 def test_mean_shape_baseline_by_hand():

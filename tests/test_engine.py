@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from engine_helpers import single_thread, tiny_config
+from engine_helpers import tiny_config
 from farnet_lite.checkpoint import (capture_rng, check_compatible, load_checkpoint, load_model, restore_rng,
                                     save_checkpoint)
 from farnet_lite.config import DATASETS, TrainConfig
@@ -18,7 +18,6 @@ from farnet_lite.outputs import read_predictions
 from farnet_lite.splits import cv_fold_indices, open_split
 from farnet_lite.train import NonFiniteLossError, train
 
-one_thread = pytest.fixture(autouse=True)(single_thread)
 train_module = importlib.import_module("farnet_lite.train")   # the module (farnet_lite.train is the function)
 
 

@@ -5,11 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from engine_helpers import cli_args, run_cli, single_thread, tiny_overrides
+from engine_helpers import cli_args, run_cli, tiny_overrides
 from farnet_lite.config import TrainConfig
 from farnet_lite.train import KILL_AFTER_EPOCH_ENV, train
-
-one_thread = pytest.fixture(autouse=True)(single_thread)
 
 
 def test_killed_run_resumes_exactly(tmp_path):
