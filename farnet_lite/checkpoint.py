@@ -10,7 +10,6 @@ JSON string; random-number-generator states are tensors. ``last.pt`` is written 
 """
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from farnet_lite.atomic import atomic_path
 from farnet_lite.config import TrainConfig
 
 FORMAT_VERSION = 1
@@ -68,16 +68,9 @@ def restore_rng(state: dict, generators: Dict[str, torch.Generator]) -> None:
 
 def atomic_save(obj, path) -> Path:
     """``torch.save`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return Path(path)
 
 
 def save_checkpoint(path, *, model: nn.Module, config: TrainConfig, epoch: int,

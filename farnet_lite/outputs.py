@@ -13,22 +13,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
+from farnet_lite.atomic import atomic_path
+
 
 def atomic_write_text(path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 def predictions_frame(ids: Sequence[str], points: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
@@ -124,12 +122,9 @@ def save_overlay(path, image: np.ndarray, pred: np.ndarray, truth: Optional[np.n
     ax.legend(loc="lower right", fontsize=7, framealpha=0.6)
     if title:
         fig.suptitle(title, fontsize=9)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    return Path(path)
 
 
 def list_images(inputs: Iterable) -> List[Path]:

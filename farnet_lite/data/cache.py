@@ -46,6 +46,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from farnet_lite.atomic import atomic_path
 from farnet_lite.data.sample import DatasetError, MetricSpec
 from farnet_lite.heatmaps import rescale_points
 
@@ -268,15 +269,8 @@ def prepare_cache(dataset, size: Sequence[int], path: Union[str, Path], num_work
         "original_sizes": np.array([s for _, s, _ in results], dtype=np.int64).reshape(-1, 2),
         "ids": np.array(fingerprint["ids"], dtype=str),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)  # payload is already compressed (JPEG/PNG): no zip deflate
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)  # payload is already compressed (JPEG/PNG): no zip deflate
     return path
 
 
