@@ -9,6 +9,8 @@ Each public name below is introduced in a notebook (its docstring says which):
     metrics    radial_errors, mre_sd, sdr, per_landmark_table, ...         notebook 06
     engine     TrainConfig, train, evaluate, predict                       notebook 06
     data       farnet_lite.data: readers, synthetic data, cache, augment   notebook 00
+    tables     farnet_lite.experiments / tables: Tables 1-5, reproduce     notebooks 07-11
+    figures    farnet_lite.plots / viewer: Figs. 1, 4, 5, curves, viewer   notebook 12
 """
 from farnet_lite.backbones import BACKBONES, Backbone, build_backbone
 from farnet_lite.baselines import FPN, UNet

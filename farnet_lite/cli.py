@@ -1,4 +1,4 @@
-"""The ``farnet`` command: ``farnet train | evaluate | predict | benchmark``.
+"""The ``farnet`` command: ``farnet train | evaluate | predict | benchmark | reproduce``.
 
 Introduced in notebook 06_training_on_gpu.
 
@@ -13,6 +13,8 @@ with the options given on the command line on top. Examples::
     farnet evaluate runs/isbi2015-paper/best.pt --split test1 test2
     farnet predict runs/isbi2015-paper/best.pt my_xrays/ --output-dir my_predictions
     farnet benchmark --size 800 640 --batch 8 --precision bf16
+    farnet reproduce table3 --quick                             # the table pipeline on tiny synthetic data
+    farnet reproduce table3 --data-root data --preset fast      # Table 3 on the real ISBI 2015 (GPU)
 
 A mistake a user can make (a missing file, a wrong data root, a mismatched checkpoint, a diverging loss) ends
 with one line on stderr and exit status 1; ``FARNET_DEBUG=1`` shows the full traceback instead.
@@ -173,6 +175,31 @@ def build_parser() -> argparse.ArgumentParser:
                            "official pipeline", description="Measure training and inference images/s and peak "
                            "memory of this engine and of a re-implementation of the official pipeline.")
     add_benchmark_arguments(bench)
+
+    from farnet_lite.experiments import TABLES
+    repro = sub.add_parser("reproduce", formatter_class=formatter, help="run a table of the paper and write it "
+                           "beside the paper's numbers", description="Train the runs of a table that are not "
+                           "finished yet (resuming partial ones), gather every matching result and write "
+                           "<results-dir>/tables/<table>.csv and .md: ours, the paper's, the difference and how "
+                           "ours was obtained.")
+    repro.add_argument("table", choices=TABLES + ("all",), help="which table")
+    repro.add_argument("--quick", action="store_true", help="tiny synthetic datasets, one epoch on the CPU: "
+                       "checks the pipeline in minutes; the numbers are not results")
+    repro.add_argument("--data-root", default=None, help="folder holding isbi2015/, hand_dha/, spine_aasce/ "
+                       "(required without --quick)")
+    repro.add_argument("--runs-dir", default=None, help="checkpoints (default runs/reproduce, quick: runs/quick)")
+    repro.add_argument("--results-dir", default=None, help="results and tables (default results, quick: "
+                       "runs/quick/results)")
+    repro.add_argument("--cache-dir", default=None, help="prepared caches (default $FARNET_CACHE)")
+    repro.add_argument("--preset", choices=("paper", "fast"), default="paper", help="training settings")
+    repro.add_argument("--epochs", type=int, default=None, help="epochs (default: the preset's 300)")
+    repro.add_argument("--pretrained", type=_bool_or_path, default=False, help="ImageNet weights: false, true "
+                       "or the path of a state dict")
+    repro.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    repro.add_argument("--dry-run", action="store_true", help="list what would be trained; write nothing")
+    repro.add_argument("--gather-only", action="store_true", help="train nothing: write the tables from the "
+                       "results that exist")
+    repro.add_argument("--progress", action="store_true", help="tqdm progress bars while training")
     return parser
 
 
@@ -206,8 +233,23 @@ def _run(args) -> int:
                         device=args.device, batch_size=args.batch_size)
         print(f"{frame['image_id'].nunique()} images -> {os.path.join(args.output_dir, 'predictions.csv')}")
         return 0
+    if args.command == "reproduce":
+        return _reproduce(args)
     from farnet_lite.benchmark import run_benchmark
     run_benchmark(args)
+    return 0
+
+
+def _reproduce(args) -> int:
+    from farnet_lite.experiments import TABLES, reproduce
+    for table in (TABLES if args.table == "all" else (args.table,)):
+        result = reproduce(table, quick=args.quick, data_root=args.data_root, runs_dir=args.runs_dir,
+                           results_dir=args.results_dir, cache_dir=args.cache_dir, preset=args.preset,
+                           epochs=args.epochs, pretrained=args.pretrained, device=args.device,
+                           dry_run=args.dry_run, train_missing=not args.gather_only, progress=args.progress)
+        print(result.markdown)
+        if result.md_path is not None:
+            print(f"Written: {result.csv_path} and {result.md_path}")
     return 0
 
 

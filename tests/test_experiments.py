@@ -1,0 +1,144 @@
+"""Tables 1-5 as run configs, ``reproduce`` (resumable, skips finished runs) and ``farnet reproduce``."""
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from farnet_lite.cli import main
+from farnet_lite.experiments import (TABLES, Experiment, experiment_config, reproduce, table_experiments,
+                                     unique_runs)
+
+
+def test_tables_list_the_papers_rows():
+    t1, t2, t3, t4, t5 = (table_experiments(t) for t in TABLES)
+    assert [e.backbone for e in t1] == ["vgg16", "vgg19", "resnet101", "resnet152", "densenet121", "densenet169"]
+    assert {e.system for e in t1} == {"msfa_fr"} and {e.loss for e in t1} == {"ewc"}
+    assert [(e.row, e.system, e.loss) for e in t2] == [
+        ("U-Net", "unet", "l2"), ("FPN", "fpn", "l2"), ("MSFA(+)", "msfa_add", "l2"), ("MSFA", "msfa", "l2"),
+        ("MSFA+FR*", "msfa_fr_naive", "l2"), ("MSFA+FR", "msfa_fr", "l2"), ("MSFA+FR+AW", "msfa_fr", "aw"),
+        ("MSFA+FR+EWC", "msfa_fr", "ewc")]
+    assert len(t3) == 1 and t3[0].splits == ("test1", "test2")
+    assert [e.fold for e in t4] == [1, 2, 3] and {e.dataset for e in t4} == {"hand"}
+    assert [e.fold for e in t5[:5]] == [1, 2, 3, 4, 5] and t5[5].train_split == "training"
+    with pytest.raises(ValueError, match="table1"):
+        table_experiments("table9")
+
+
+def test_one_run_fills_cells_of_three_tables():
+    farnet = [e for t in ("table1", "table2", "table3") for e in table_experiments(t)
+              if (e.system, e.backbone, e.loss) == ("msfa_fr", "densenet121", "ewc")]
+    assert len(farnet) == 3 and len({(e.dataset, e.key) for e in farnet}) == 1
+    every_isbi = [e for t in ("table1", "table2", "table3") for e in table_experiments(t)]
+    assert len(unique_runs(every_isbi)) == 6 + 8 - 1     # DenseNet-121 FARNet is trained once
+    keys = [e.key for e in table_experiments("table5")]
+    assert keys[0].endswith("-fold1") and keys[-1].endswith("-alltrain") and len(set(keys)) == 6
+
+
+def test_experiment_config_paper_and_quick(tmp_path):
+    exp = table_experiments("table5")[5]
+    paper = experiment_config(exp, data_root=tmp_path, output_dir=tmp_path / "run", epochs=12)
+    assert paper.dataset == "spine" and paper.input_size == (1024, 512) and paper.batch_size == 1
+    assert paper.lr == 1e-4 and paper.epochs == 12 and paper.augment and paper.val_split == ""
+    assert paper.train_split == "training" and "test" in paper.eval_splits
+    assert paper.data_root == str(tmp_path / "spine_aasce")
+    hand = experiment_config(table_experiments("table4")[1], preset="fast", pretrained=True)
+    assert hand.fold == 2 and hand.batch_size == 8 and hand.pretrained is True and hand.eval_splits == ("test",)
+    quick = experiment_config(table_experiments("table1")[0], quick=True, pretrained=True, epochs=50)
+    assert quick.dataset == "synthetic-isbi" and quick.input_size == (64, 64) and quick.epochs == 1
+    assert quick.pretrained is False and quick.backbone == "vgg16"
+
+
+@pytest.fixture(scope="module")
+def quick_table3(tmp_path_factory):
+    """``reproduce("table3", quick=True)`` once for the module (about 10 s on 2 CPU cores)."""
+    root = tmp_path_factory.mktemp("repro")
+    messages = []
+    result = reproduce("table3", quick=True, runs_dir=root / "runs", results_dir=root / "results",
+                       command="pytest quick table3", log=messages.append)
+    return root, result, messages
+
+
+def test_reproduce_quick_writes_table_and_provenance(quick_table3):
+    root, result, messages = quick_table3
+    assert [s.status for s in result.runs] == ["trained"] and "trained" in messages[0]
+    result_dir = result.runs[0].result_dir
+    assert not list(result_dir.glob("*.pt"))                       # checkpoints stay in runs_dir
+    assert (result.runs[0].run_dir / "best.pt").is_file()
+    provenance = json.loads((result_dir / "provenance.json").read_text())
+    assert provenance["command"] == "pytest quick table3" and provenance["quick"] is True
+    assert provenance["device"].startswith("CPU") and provenance["epochs_reached"] == 1
+    assert provenance["commit"] and provenance["wall_seconds_this_call"] > 0
+    frame = result.frame
+    test1 = frame[(frame.split == "test1") & (frame.metric == "mre")].iloc[0]
+    metrics = json.loads((result_dir / "metrics_test1.json").read_text())
+    assert test1.ours == pytest.approx(metrics["mre"]) and math.isnan(test1.paper) and math.isnan(test1["diff"])
+    assert "SYNTHETIC" in test1.conditions and "64×64" in test1.conditions
+    test2 = frame[(frame.split == "test2") & (frame.metric == "mre")].iloc[0]
+    assert math.isnan(test2.ours) and "labels withheld" in test2.conditions
+    assert (result_dir / "predictions_test2.csv").is_file()
+    markdown = result.md_path.read_text()
+    assert markdown == result.markdown and "Quick mode" in markdown and "| FARNet | Test1 |" in markdown
+    assert result.csv_path.is_file() and result.csv_path.parent == root / "results" / "tables"
+
+
+def test_reproduce_skips_finished_and_resumes_export(quick_table3):
+    root, first, _ = quick_table3
+    checkpoint = first.runs[0].run_dir / "last.pt"
+    stamp = checkpoint.stat().st_mtime_ns
+    again = reproduce("table3", quick=True, runs_dir=root / "runs", results_dir=root / "results", log=lambda m: None)
+    assert [s.status for s in again.runs] == ["finished"] and checkpoint.stat().st_mtime_ns == stamp
+    # a run whose result folder was lost: resumed from last.pt (no epoch trained again) and exported anew
+    result_dir = first.runs[0].result_dir
+    for path in result_dir.iterdir():
+        path.unlink()
+    result_dir.rmdir()
+    resumed = reproduce("table3", quick=True, runs_dir=root / "runs", results_dir=root / "results",
+                        log=lambda m: None)
+    assert [s.status for s in resumed.runs] == ["trained"] and (result_dir / "provenance.json").is_file()
+    assert json.loads((result_dir / "provenance.json").read_text())["resumed_after_epoch"] == 1
+    assert len((result_dir / "log.csv").read_text().splitlines()) == 2      # header + the one epoch
+    pd.testing.assert_series_equal(resumed.frame["ours"], first.frame["ours"])   # same best.pt, same numbers
+
+
+def test_cli_reproduce_quick(quick_table3, capsys):
+    root, _, _ = quick_table3
+    code = main(["reproduce", "table3", "--quick", "--runs-dir", str(root / "runs"), "--results-dir",
+                 str(root / "results")])
+    out = capsys.readouterr().out
+    assert code == 0 and "finished" in out and "| FARNet | Test1 |" in out and "table3.md" in out
+
+
+def test_cli_reproduce_dry_run_writes_nothing(tmp_path, capsys):
+    code = main(["reproduce", "table1", "--dry-run", "--results-dir", str(tmp_path / "results"),
+                 "--runs-dir", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert code == 0 and out.count("planned") == 6 and "no run yet" in out
+    assert not (tmp_path / "results").exists() and not (tmp_path / "runs").exists()
+
+
+def test_reproduce_real_data_needs_a_data_root(tmp_path, capsys):
+    with pytest.raises(ValueError, match="quick"):
+        reproduce("table3", runs_dir=tmp_path / "r", results_dir=tmp_path / "res", log=lambda m: None)
+    code = main(["reproduce", "table3", "--runs-dir", str(tmp_path / "r"), "--results-dir", str(tmp_path / "s")])
+    assert code == 1 and "data_root" in capsys.readouterr().err
+
+
+def test_gather_only_reads_the_committed_results(tmp_path):
+    repo_results = Path(__file__).resolve().parents[1] / "results"
+    committed = repo_results / "isbi2015" / "cpu-160x128-densenet121-randinit"
+    if not committed.is_dir():
+        pytest.skip("no committed ISBI result in this checkout")
+    result = reproduce("table3", results_dir=repo_results, runs_dir=tmp_path / "runs", train_missing=False,
+                       dry_run=True, log=lambda m: None)
+    line = result.frame[(result.frame.split == "test1") & (result.frame.metric == "mre")].iloc[0]
+    assert line.ours == pytest.approx(json.loads((committed / "metrics_test1.json").read_text())["mre"])
+    assert "random init" in line.conditions and "15/100 epochs" in line.conditions
+    assert result.md_path is None and not (tmp_path / "runs").exists()
+
+
+def test_experiment_is_hashable_and_labelled():
+    exp = Experiment("table4", "FARNet (3-fold CV)", "hand", fold=2, splits=("test",))
+    assert exp.key == "msfa_fr-densenet121-ewc-fold2" and exp.label == "FARNet (3-fold CV), fold 2"
+    assert len({exp, Experiment("table4", "FARNet (3-fold CV)", "hand", fold=2, splits=("test",))}) == 1
