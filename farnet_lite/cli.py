@@ -66,6 +66,8 @@ HELP = {
     "output_dir": "run folder: config.json, log.csv, last.pt, best.pt, predictions and metrics",
     "cache_dir": "synthetic data and prepared caches (default $FARNET_CACHE or ~/.cache/farnet_lite)",
     "val_every": "validate every N epochs",
+    "save_checkpoints": "write last.pt and best.pt every epoch (off: smoke tests only; no resume, the last epoch "
+                        "is evaluated)",
     "progress": "tqdm progress bars",
 }
 """One line of help per TrainConfig field."""

@@ -122,6 +122,7 @@ class TrainConfig:
     output_dir: str = "runs/run"
     cache_dir: Optional[str] = None           # synthetic data and prepared caches; None: ~/.cache/farnet_lite
     val_every: int = 1                        # validate (and maybe save best.pt) every n epochs
+    save_checkpoints: bool = True             # False: no last.pt / best.pt (smoke tests; no resume, last epoch scored)
     progress: bool = True                     # tqdm progress bars
 
     def __post_init__(self):

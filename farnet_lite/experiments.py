@@ -147,7 +147,8 @@ def experiment_config(exp: Experiment, *, quick: bool = False, data_root=None, o
 
     ``data_root`` is the folder *containing* the dataset folders (``isbi2015``, ``hand_dha``, ``spine_aasce``).
     ``quick``: the synthetic stand-in at :data:`QUICK_SIZES`, sigma 1.5 px, batch 8, Adam 1e-3, one epoch,
-    no augmentation, random init -- it checks the pipeline end to end in seconds and says nothing about FARNet.
+    no augmentation, random init and no checkpoints (writing ~1 GB of them would take longer than the training)
+    -- it checks the pipeline end to end in seconds and says nothing about FARNet.
     Introduced in notebook 07_table1_backbones.
     """
     dataset = synthetic_name(exp.dataset) if quick else exp.dataset
@@ -165,7 +166,8 @@ def experiment_config(exp: Experiment, *, quick: bool = False, data_root=None, o
         changes["output_dir"] = str(output_dir)
     if quick:
         changes.update(input_size=QUICK_SIZES[exp.dataset], sigma=1.5, batch_size=8, lr=1e-3, epochs=1,
-                       lr_schedule="constant", augment=False, num_workers=0, pretrained=False)
+                       lr_schedule="constant", augment=False, num_workers=0, pretrained=False,
+                       save_checkpoints=False)
         preset = "paper"
     if epochs is not None and not quick:
         changes["epochs"] = int(epochs)
@@ -276,7 +278,7 @@ def run_experiment(exp: Experiment, config: TrainConfig, result_dir: Union[str, 
     if dry_run or not train_missing:
         return RunStatus(exp, "planned" if dry_run else "missing", run_dir, result_dir)
     started, clock = datetime.now(timezone.utc), time.perf_counter()
-    previous = epochs_done(run_dir)
+    previous = epochs_done(run_dir) if (run_dir / "last.pt").is_file() else 0
     train(config, resume=True)
     seconds = time.perf_counter() - clock
     log_seconds = _log_seconds(run_dir)

@@ -325,6 +325,8 @@ def plot_metric_bars(frame: pd.DataFrame, metric: str, *, ours: str = "ours", pa
     ax.set(ylabel=title, title=title)
     ax.margins(y=0.12)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color="tab:red", label=ours), Patch(color="tab:gray", label=paper)], fontsize=8)
     fig.tight_layout()
     return fig

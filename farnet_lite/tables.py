@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Union
@@ -318,18 +319,27 @@ def table_markdown(table: str, frame: pd.DataFrame, quick: bool = False) -> str:
     return "\n".join(lines)
 
 
+def _relative_runs(value: str, base: Path) -> str:
+    return "; ".join(os.path.relpath(p, base) for p in str(value).split("; ") if p)
+
+
 def write_table(table: str, results_dir: Union[str, Path], quick: bool = False, write: bool = True) -> TableResult:
     """Gather ``table`` from ``results_dir`` and write ``results_dir/tables/<table>.csv`` and ``.md``.
+
+    ``result.frame`` names runs as paths usable from the current directory; the written files name them relative
+    to the folder that holds ``results_dir`` (``results/isbi2015/...``), so they do not depend on where this ran.
 
     Introduced in notebook 07_table1_backbones.
     """
     from farnet_lite.outputs import atomic_write_text, write_frame
 
     frame = gather_table(table, results_dir, quick=quick)
-    markdown = table_markdown(table, frame, quick=quick)
+    # the files name runs relative to the folder that holds results_dir (results/isbi2015/...), whatever the cwd
+    written = frame.assign(run=[_relative_runs(value, Path(results_dir).parent) for value in frame["run"]])
+    markdown = table_markdown(table, written, quick=quick)
     result = TableResult(table, frame, markdown)
     if write:
         out = Path(results_dir) / "tables"
-        result.csv_path = write_frame(out / f"{table}.csv", frame, index=False)
+        result.csv_path = write_frame(out / f"{table}.csv", written, index=False)
         result.md_path = atomic_write_text(out / f"{table}.md", markdown)
     return result

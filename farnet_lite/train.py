@@ -227,12 +227,13 @@ def _train(config, resume, device, info, amp_dtype, run_dir) -> TrainResult:
         history.append(row)
         epochs.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("train_loss", "val_mre")})
         if info.is_main:
-            if improved:
+            if improved and config.save_checkpoints:
                 save_checkpoint(run_dir / "best.pt", model=base, config=config, epoch=epoch,
                                 best_metric=best_metric, best_epoch=best_epoch, history=history)
-            save_checkpoint(run_dir / "last.pt", model=base, config=config, epoch=epoch, optimizer=optimizer,
-                            scheduler=scheduler, scaler=scaler, best_metric=best_metric, best_epoch=best_epoch,
-                            history=history, rng=capture_rng(generators))
+            if config.save_checkpoints:
+                save_checkpoint(run_dir / "last.pt", model=base, config=config, epoch=epoch, optimizer=optimizer,
+                                scheduler=scheduler, scaler=scaler, best_metric=best_metric, best_epoch=best_epoch,
+                                history=history, rng=capture_rng(generators))
             write_log(run_dir / "log.csv", history)
             if kill_after and epoch == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)  # test hook: die as a crash would, right after saving
@@ -240,7 +241,7 @@ def _train(config, resume, device, info, amp_dtype, run_dir) -> TrainResult:
 
     distributed.barrier(info)
     best_path = run_dir / "best.pt"
-    if best_path.is_file():
+    if config.save_checkpoints and best_path.is_file():
         unwrap(base).load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
     metrics = {}
     for split in config.eval_splits:

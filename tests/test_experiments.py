@@ -1,14 +1,16 @@
 """Tables 1-5 as run configs, ``reproduce`` (resumable, skips finished runs) and ``farnet reproduce``."""
+import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from farnet_lite.cli import main
-from farnet_lite.experiments import (TABLES, Experiment, experiment_config, reproduce, table_experiments,
-                                     unique_runs)
+from farnet_lite.experiments import (TABLES, Experiment, experiment_config, reproduce, run_experiment,
+                                     table_experiments, unique_runs, write_quick_datasets)
 
 
 def test_tables_list_the_papers_rows():
@@ -64,8 +66,8 @@ def test_reproduce_quick_writes_table_and_provenance(quick_table3):
     root, result, messages = quick_table3
     assert [s.status for s in result.runs] == ["trained"] and "trained" in messages[0]
     result_dir = result.runs[0].result_dir
-    assert not list(result_dir.glob("*.pt"))                       # checkpoints stay in runs_dir
-    assert (result.runs[0].run_dir / "best.pt").is_file()
+    assert not list(result_dir.glob("*.pt")) and not list(result.runs[0].run_dir.glob("*.pt"))  # quick: none
+    assert (result.runs[0].run_dir / "log.csv").is_file()
     provenance = json.loads((result_dir / "provenance.json").read_text())
     assert provenance["command"] == "pytest quick table3" and provenance["quick"] is True
     assert provenance["device"].startswith("CPU") and provenance["epochs_reached"] == 1
@@ -80,26 +82,37 @@ def test_reproduce_quick_writes_table_and_provenance(quick_table3):
     assert (result_dir / "predictions_test2.csv").is_file()
     markdown = result.md_path.read_text()
     assert markdown == result.markdown and "Quick mode" in markdown and "| FARNet | Test1 |" in markdown
+    assert "`results/synthetic-isbi/" in markdown            # runs named relative to the results folder's parent
     assert result.csv_path.is_file() and result.csv_path.parent == root / "results" / "tables"
 
 
-def test_reproduce_skips_finished_and_resumes_export(quick_table3):
+def test_reproduce_skips_finished_runs(quick_table3):
     root, first, _ = quick_table3
-    checkpoint = first.runs[0].run_dir / "last.pt"
-    stamp = checkpoint.stat().st_mtime_ns
+    stamp = (first.runs[0].result_dir / "provenance.json").stat().st_mtime_ns
     again = reproduce("table3", quick=True, runs_dir=root / "runs", results_dir=root / "results", log=lambda m: None)
-    assert [s.status for s in again.runs] == ["finished"] and checkpoint.stat().st_mtime_ns == stamp
-    # a run whose result folder was lost: resumed from last.pt (no epoch trained again) and exported anew
-    result_dir = first.runs[0].result_dir
-    for path in result_dir.iterdir():
-        path.unlink()
-    result_dir.rmdir()
-    resumed = reproduce("table3", quick=True, runs_dir=root / "runs", results_dir=root / "results",
-                        log=lambda m: None)
-    assert [s.status for s in resumed.runs] == ["trained"] and (result_dir / "provenance.json").is_file()
-    assert json.loads((result_dir / "provenance.json").read_text())["resumed_after_epoch"] == 1
-    assert len((result_dir / "log.csv").read_text().splitlines()) == 2      # header + the one epoch
-    pd.testing.assert_series_equal(resumed.frame["ours"], first.frame["ours"])   # same best.pt, same numbers
+    assert [s.status for s in again.runs] == ["finished"]
+    assert (first.runs[0].result_dir / "provenance.json").stat().st_mtime_ns == stamp
+    pd.testing.assert_series_equal(again.frame["ours"], first.frame["ours"])
+
+
+def test_run_with_checkpoints_resumes_instead_of_retraining(tmp_path):
+    """A run whose result folder is missing but whose last.pt is complete is resumed (no epoch trained again)."""
+    exp = table_experiments("table3")[0]
+    data = write_quick_datasets(tmp_path / "data")
+    config = dataclasses.replace(
+        experiment_config(exp, quick=True, data_root=data["isbi2015"].parent, output_dir=tmp_path / "run",
+                          cache_dir=tmp_path / "cache"), save_checkpoints=True, backbone="vgg16")
+    result_dir = tmp_path / "result"
+    first = run_experiment(exp, config, result_dir, quick=True, command="test")
+    assert first.status == "trained" and (tmp_path / "run" / "last.pt").is_file()
+    stamp = (tmp_path / "run" / "last.pt").stat().st_mtime_ns
+    shutil.rmtree(result_dir)
+    again = run_experiment(exp, config, result_dir, quick=True, command="test")
+    provenance = json.loads((result_dir / "provenance.json").read_text())
+    assert again.status == "trained" and provenance["resumed_after_epoch"] == 1
+    assert (tmp_path / "run" / "last.pt").stat().st_mtime_ns == stamp          # nothing trained, nothing saved
+    assert len((result_dir / "log.csv").read_text().splitlines()) == 2          # header + the one epoch
+    assert run_experiment(exp, config, result_dir, quick=True, command="test").status == "finished"
 
 
 def test_cli_reproduce_quick(quick_table3, capsys):
