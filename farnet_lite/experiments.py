@@ -140,6 +140,12 @@ def write_quick_datasets(root: Union[str, Path]) -> dict:
             "spine": synthetic.write_synthetic_spine(root / "spine_aasce", n_training=10, n_test=3)}
 
 
+def _extra_eval_splits(exp: Experiment, spec) -> Tuple[str, ...]:
+    """The dataset's own eval splits, minus any that lie inside the training data (a model trained on the whole
+    spine training set is not scored on a fold of it)."""
+    return () if exp.train_split == "training" else spec.eval_splits
+
+
 def experiment_config(exp: Experiment, *, quick: bool = False, data_root=None, output_dir=None, cache_dir=None,
                       preset: str = "paper", epochs: Optional[int] = None, pretrained: Union[bool, str] = False,
                       device: str = "auto", progress: bool = False) -> TrainConfig:
@@ -155,7 +161,7 @@ def experiment_config(exp: Experiment, *, quick: bool = False, data_root=None, o
     spec = DATASETS[dataset]
     changes = dict(system=exp.system, backbone=exp.backbone, loss=exp.loss, fold=exp.fold, device=device,
                    progress=progress, pretrained=pretrained, cache_dir=None if cache_dir is None else str(cache_dir),
-                   eval_splits=tuple(dict.fromkeys(exp.splits + spec.eval_splits)))
+                   eval_splits=tuple(dict.fromkeys(exp.splits + _extra_eval_splits(exp, spec))))
     if exp.train_split is not None:
         changes["train_split"] = exp.train_split
     if exp.val_split is not None:

@@ -133,7 +133,8 @@ def plot_predictions(examples: Sequence[Tuple[str, np.ndarray, np.ndarray, Optio
     if any_truth:
         handles.append(Line2D([], [], ls="", marker="o", color=TRUTH_COLOR, label="ground truth"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    top = 1.0 - 0.55 / fig.get_figheight() if title else 1.0    # room for the suptitle above two-line panel titles
+    fig.tight_layout(rect=(0, 0.05, 1, top))
     return fig
 
 
@@ -185,7 +186,7 @@ def plot_training_curves(logs: Mapping[str, pd.DataFrame]) -> Figure:
             loss = log["train_loss"].to_numpy(dtype=np.float64)
             keep = np.isfinite(loss) & (loss > 0)  # a log axis cannot show 0 or NaN
             if keep.any():
-                ax_loss.plot(epoch[keep], loss[keep], color=color, label=label)
+                ax_loss.plot(epoch[keep], loss[keep], color=color, marker="o", ms=3, label=label)  # 1 epoch: a dot
         if "val_mre" in log:
             mre = log["val_mre"].to_numpy(dtype=np.float64)
             keep = np.isfinite(mre)
