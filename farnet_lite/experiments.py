@@ -26,7 +26,6 @@ everything under ``runs/quick`` so it can never be mistaken for a result.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
