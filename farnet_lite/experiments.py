@@ -199,10 +199,11 @@ def run_finished(run_dir: Union[str, Path], config: TrainConfig) -> bool:
 
 
 def conditions_tag(config: TrainConfig) -> str:
-    """``<H>x<W>-<imagenet|randinit>-<epochs>ep[-fast]``: the part of a result folder name that says how it ran."""
+    """``<H>x<W>-<imagenet|randinit>-<epochs>ep[-b<batch>]``: the part of a result folder name that says how it ran
+    (the batch only when it is not the paper's 1)."""
     init = "randinit" if config.pretrained is False else "imagenet"
-    fast = "-b{}".format(config.batch_size) if config.batch_size != 1 else ""
-    return f"{config.input_size[0]}x{config.input_size[1]}-{init}-{config.epochs}ep{fast}"
+    batch = f"-b{config.batch_size}" if config.batch_size != 1 else ""
+    return f"{config.input_size[0]}x{config.input_size[1]}-{init}-{config.epochs}ep{batch}"
 
 
 def device_description(device: str = "auto") -> str:
@@ -260,7 +261,8 @@ def export_run(run_dir: Union[str, Path], dest: Union[str, Path], provenance: di
 
 @dataclass
 class RunStatus:
-    """What ``reproduce`` did with one run: ``finished`` (skipped), ``trained`` or ``planned`` (dry run)."""
+    """What ``reproduce`` did with one run: ``finished`` (skipped), ``trained``, ``planned`` (dry run) or
+    ``missing`` (``train_missing=False`` and no finished result)."""
 
     experiment: Experiment
     status: str

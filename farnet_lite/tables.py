@@ -124,13 +124,12 @@ def _identity(config: dict) -> tuple:
 
 
 def experiment_identity(exp: Experiment, quick: bool = False) -> tuple:
-    """What a run must match to fill ``exp``'s cells (see the module docstring)."""
-    from farnet_lite.config import DATASETS
-
+    """What a run must match to fill ``exp``'s cells (see the module docstring): the identity of its config."""
     dataset = synthetic_name(exp.dataset) if quick else exp.dataset
-    spec = DATASETS[dataset]
-    return (dataset, exp.system, exp.backbone, exp.loss, exp.train_split or spec.train_split,
-            exp.fold if spec.layout in ("hand", "spine") else None)
+    fields = dict(dataset=dataset, system=exp.system, backbone=exp.backbone, loss=exp.loss, fold=exp.fold)
+    if exp.train_split is not None:
+        fields["train_split"] = exp.train_split
+    return _identity(fields)
 
 
 def best_run(exp: Experiment, runs: List[FoundRun], quick: bool = False) -> Optional[FoundRun]:
