@@ -10,7 +10,6 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
-	$(PY) -m ipykernel install --user --name farnet-lite --display-name "farnet-lite" >/dev/null
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -15,7 +15,8 @@ know which network produced them; it only reads :attr:`Backbone.channels`::
 
 * VGG's five convolution blocks map to L0-L4 (paper §4.3); L5 is VGG's last max-pool (no weights).
 * ResNet and DenseNet have no stride-1 features, so L0 is the paper's C0: a new 3x3 convolution on the
-  input image (32 channels, + BN + ReLU, randomly initialised even when ``pretrained`` is set). Pass
+  input image (§3.1.2; 32 channels, + BN + ReLU, randomly initialised even when ``pretrained`` is set;
+  ``c0_kernel=1`` builds the official code's 1x1 instead). Pass
   ``level0=False`` when the consumer ignores L0 (MSFA alone, FPN): the stem is then not built (no unused
   parameters) and L0 is ``None`` with ``channels[0] == 0``.
 * L1 of ResNet/DenseNet is the raw output of the stride-2 stem convolution, before its BN/ReLU, and L5 of
@@ -24,7 +25,11 @@ know which network produced them; it only reads :attr:`Backbone.channels`::
 ``pretrained`` is ``False`` (random init), ``True`` (torchvision's ``IMAGENET1K_V1`` weights, the weights of
 the paper's era, downloaded into torch's hub cache) or the path of a state dict of the *torchvision* model,
 e.g. ``torch.save(torchvision.models.densenet121(weights="IMAGENET1K_V1").state_dict(), "d121.pth")`` or
-the hub cache file itself (``densenet121-a639ec97.pth``; its old-style DenseNet keys are renamed).
+the hub cache file itself (``densenet121-a639ec97.pth``; its old-style DenseNet keys such as
+``denselayer1.norm.1.weight`` are renamed). Loading is strict: a missing, unexpected or mis-shaped key stops with
+one sentence naming the file, so no weight is ever dropped silently. Offline, ``pretrained=True`` stops with one
+sentence naming the weights file, torchvision's cache folder (``torch.hub.get_dir()/checkpoints``) and the two
+ways on: ``--pretrained PATH`` or ``--pretrained false``.
 """
 from __future__ import annotations
 
@@ -36,6 +41,8 @@ from typing import List, Optional, Tuple, Union
 import torch
 import torchvision
 from torch import Tensor, nn
+
+from farnet_lite.layers import conv_bn_relu
 
 BACKBONES = ("vgg16", "vgg19", "resnet101", "resnet152", "densenet121", "densenet169")
 """The backbones of the paper's Table 1 (§4.3)."""
@@ -57,29 +64,15 @@ def check_input_size(images: Tensor) -> None:
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}; "
-                         "convert grey (B, 1, H, W) images with farnet_lite.model.normalize_images")
+                         "convert grey (B, 1, H, W) images with farnet_lite.preprocess.normalize_images")
     h, w = images.shape[-2:]
     if h % 32 or w % 32:
         fix_h, fix_w = -(-h // 32) * 32, -(-w // 32) * 32
         raise ValueError(f"input size {h}×{w} is not a multiple of 32; resize or pad to {fix_h}×{fix_w}")
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1) -> nn.Sequential:
-    """Conv2d (same padding, with bias as in the official code) -> BatchNorm2d -> ReLU.
-
-    Introduced in notebook 03_backbones_feature_pyramid; the building brick of C0, MSFA (notebook 04_msfa_module) and U-Net.
-    """
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
-
-
 class Backbone(nn.Module):
     """A torchvision network cut into levels L0-L5.
-
-    Introduced in notebook 03_backbones_feature_pyramid.
 
     Attributes:
         name: torchvision name, one of :data:`BACKBONES`.
@@ -124,11 +117,11 @@ class VGGBackbone(Backbone):
 class ResNetBackbone(Backbone):
     """ResNet-101/152: L1 = conv1 (pre-BN), L2-L5 = layer1-layer4; L0 = the C0 stem."""
 
-    def __init__(self, name: str, net: torchvision.models.ResNet, level0: bool = True):
+    def __init__(self, name: str, net: torchvision.models.ResNet, level0: bool = True, c0_kernel: int = 3):
         stages = (net.layer1, net.layer2, net.layer3, net.layer4)
         out = tuple(stage[-1].conv3.out_channels for stage in stages)  # Bottleneck blocks
         super().__init__(name, (C0_CHANNELS if level0 else 0, net.conv1.out_channels) + out)
-        self.stem0 = conv_bn_relu(3, C0_CHANNELS, kernel_size=3) if level0 else None
+        self.stem0 = conv_bn_relu(3, C0_CHANNELS, kernel_size=c0_kernel) if level0 else None
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
 
@@ -146,12 +139,12 @@ class ResNetBackbone(Backbone):
 class DenseNetBackbone(Backbone):
     """DenseNet-121/169: L1 = conv0 (pre-BN), L2-L4 = dense blocks 1-3, L5 = norm5; L0 = the C0 stem."""
 
-    def __init__(self, name: str, net: torchvision.models.DenseNet, level0: bool = True):
+    def __init__(self, name: str, net: torchvision.models.DenseNet, level0: bool = True, c0_kernel: int = 3):
         f = net.features
         out = (f.transition1.conv.in_channels, f.transition2.conv.in_channels,
                f.transition3.conv.in_channels, f.norm5.num_features)
         super().__init__(name, (C0_CHANNELS if level0 else 0, f.conv0.out_channels) + out)
-        self.stem0 = conv_bn_relu(3, C0_CHANNELS, kernel_size=3) if level0 else None
+        self.stem0 = conv_bn_relu(3, C0_CHANNELS, kernel_size=c0_kernel) if level0 else None
         self.features = f  # same module names as torchvision ("features.conv0.weight", ...)
 
     def forward(self, images: Tensor) -> List[Optional[Tensor]]:
@@ -165,7 +158,7 @@ class DenseNetBackbone(Backbone):
         return [l0, l1, l2, l3, l4, l5]
 
 
-def build_backbone(name: str, pretrained: Pretrained = False, level0: bool = True) -> Backbone:
+def build_backbone(name: str, pretrained: Pretrained = False, level0: bool = True, c0_kernel: int = 3) -> Backbone:
     """Build one of :data:`BACKBONES` as a :class:`Backbone` exposing levels L0-L5.
 
     Introduced in notebook 03_backbones_feature_pyramid.
@@ -175,40 +168,54 @@ def build_backbone(name: str, pretrained: Pretrained = False, level0: bool = Tru
         pretrained: False (random init), True (torchvision ImageNet weights, ``IMAGENET1K_V1``; needs network
             once) or a path to a state dict of the torchvision model (see the module docstring).
         level0: build the C0 stem of ResNet/DenseNet (VGG always returns its block 1 as L0).
+        c0_kernel: kernel size of C0: 3 as §3.1.2 (the default), or 1 as the official ``model.py``.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     net = getattr(torchvision.models, name)(weights=None)
     if pretrained is True:
-        net.load_state_dict(_download_imagenet_weights(name))
+        path, state = _download_imagenet_weights(name)
+        _load_checked(net, name, state, path)
     elif isinstance(pretrained, (str, os.PathLike)):
-        _load_local_weights(net, name, Path(pretrained).expanduser())
+        path = Path(pretrained).expanduser()
+        _load_checked(net, name, _read_state_dict(path, name), path)
     elif pretrained is not False:
         raise TypeError(f"pretrained must be False, True or a path to a state dict, got {pretrained!r}")
     if name.startswith("vgg"):
         return VGGBackbone(name, net)
     if name.startswith("resnet"):
-        return ResNetBackbone(name, net, level0)
-    return DenseNetBackbone(name, net, level0)
+        return ResNetBackbone(name, net, level0, c0_kernel)
+    return DenseNetBackbone(name, net, level0, c0_kernel)
 
 
-def _download_imagenet_weights(name: str) -> dict:
-    """torchvision's IMAGENET1K_V1 state dict of ``name`` (from torch's hub cache, downloaded if missing)."""
-    weights = torchvision.models.get_model_weights(name)["IMAGENET1K_V1"]
+def imagenet_weights_file(name: str) -> Path:
+    """Where torchvision keeps the ``IMAGENET1K_V1`` file of ``name``: ``torch.hub.get_dir()/checkpoints/<file>``."""
+    url = torchvision.models.get_model_weights(name)["IMAGENET1K_V1"].url
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def _download_imagenet_weights(name: str) -> Tuple[Path, dict]:
+    """``(cache file, state dict)`` of torchvision's IMAGENET1K_V1 weights of ``name`` (downloaded if missing).
+
+    Offline, one sentence names the file, the cache folder and the two ways on (``--pretrained PATH`` /
+    ``--pretrained false``).
+    """
+    url = torchvision.models.get_model_weights(name)["IMAGENET1K_V1"].url
+    file = imagenet_weights_file(name)
     try:
-        state = torch.hub.load_state_dict_from_url(weights.url, progress=True, check_hash=True, weights_only=True)
+        state = torch.hub.load_state_dict_from_url(url, progress=True, check_hash=True, weights_only=True)
     except Exception as err:  # no network, proxy, HTTP error, truncated file, bad hash ...
-        file = Path(weights.url).name
         raise RuntimeError(
-            f"could not download the ImageNet weights of {name} from {weights.url} ({type(err).__name__}: {err}); "
-            f"without internet, copy that file to this machine and pass pretrained='/path/to/{file}', "
-            "or use pretrained=False") from err
-    return _rename_legacy_densenet_keys(state)
+            f"the ImageNet weights {file.name} of {name} are not in torchvision's cache {file.parent} and could "
+            f"not be downloaded from {url} ({type(err).__name__}: {err}); copy that file into {file.parent}, "
+            f"or pass its path with --pretrained PATH (pretrained='/path/to/{file.name}'), or train from random "
+            "initialisation with --pretrained false") from err
+    return file, state
 
 
-def _load_local_weights(net: nn.Module, name: str, path: Path) -> None:
-    """Load a local state dict of the torchvision model ``name`` into ``net``, with one-sentence errors."""
-    how = f"save one with torch.save(torchvision.models.{name}(weights=...).state_dict(), path)"
+def _read_state_dict(path: Path, name: str) -> dict:
+    """Read a local state dict file of the torchvision model ``name``, with one-sentence errors."""
+    how = _how_to_save(name)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights file {path} does not exist; {how} or use pretrained=False")
     try:
@@ -217,6 +224,13 @@ def _load_local_weights(net: nn.Module, name: str, path: Path) -> None:
         raise ValueError(f"could not read {path} as a PyTorch state dict ({type(err).__name__}); {how}") from err
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{path} does not hold a state dict (a dict of tensors); {how}")
+    return state
+
+
+def _load_checked(net: nn.Module, name: str, state: dict, path: Path) -> None:
+    """Load ``state`` (old DenseNet key names renamed) into ``net`` strictly: a missing, unexpected or
+    mis-shaped key is one-sentence ValueError naming ``path``, never a silently dropped weight."""
+    how = _how_to_save(name)
     state = _rename_legacy_densenet_keys(state)
     expected = net.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -227,7 +241,11 @@ def _load_local_weights(net: nn.Module, name: str, path: Path) -> None:
         raise ValueError(
             f"{path} is not a state dict of torchvision's {name}: {len(missing)} missing, {len(unexpected)} "
             f"unexpected and {len(wrong_shape)} mis-shaped keys (e.g. {examples}); {how}")
-    net.load_state_dict(state)
+    net.load_state_dict(state, strict=True)
+
+
+def _how_to_save(name: str) -> str:
+    return f"save one with torch.save(torchvision.models.{name}(weights=...).state_dict(), path)"
 
 
 _LEGACY_DENSENET_KEY = re.compile(r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.")

@@ -1,6 +1,6 @@
 """The baselines of the paper's Table 2: a U-Net trained from scratch and an FPN on DenseNet-121.
 
-Introduced in notebook 05_fr_module_and_coarse_to_fine. Both return a :class:`farnet_lite.model.HeatmapOutput` whose
+Introduced in notebook 04_msfa_module. Both return a :class:`farnet_lite.layers.HeatmapOutput` whose
 ``final`` is ``(B, K, H, W)`` at the input resolution and whose ``coarse`` is None, so they train, decode and
 evaluate exactly like FARNet.
 
@@ -24,23 +24,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from farnet_lite.backbones import Pretrained, build_backbone, check_input_size, conv_bn_relu
-from farnet_lite.model import HeatmapOutput, upsample_like
+from farnet_lite.backbones import Pretrained, build_backbone, check_input_size
+from farnet_lite.layers import HeatmapOutput, conv_bn_relu, upsample_like
 
 UNET_WIDTHS = (64, 128, 256, 512, 1024)
 """Channel widths of the U-Net's five resolutions (stride 1 to 16), as in Ronneberger et al."""
 
 
 def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
-    """Two (3x3 conv -> BN -> ReLU): one U-Net stage. Introduced in notebook 05_fr_module_and_coarse_to_fine."""
+    """Two (3x3 conv -> BN -> ReLU): one U-Net stage."""
     return nn.Sequential(conv_bn_relu(in_channels, out_channels, 3), conv_bn_relu(out_channels, out_channels, 3))
 
 
 class UNet(nn.Module):
-    """U-Net from scratch (Table 2 baseline): ``(B, 3, H, W)`` -> ``HeatmapOutput((B, K, H, W), None)``.
-
-    Introduced in notebook 05_fr_module_and_coarse_to_fine.
-    """
+    """U-Net from scratch (Table 2 baseline): ``(B, 3, H, W)`` -> ``HeatmapOutput((B, K, H, W), None)``."""
 
     def __init__(self, num_landmarks: int, widths: Sequence[int] = UNET_WIDTHS):
         super().__init__()
@@ -64,7 +61,7 @@ class UNet(nn.Module):
 class FPN(nn.Module):
     """Feature pyramid network on a backbone's L2-L5 (Table 2 baseline, DenseNet-121 in the paper).
 
-    Introduced in notebook 05_fr_module_and_coarse_to_fine.
+    Introduced in notebook 04_msfa_module.
 
     ``(B, 3, H, W)`` -> ``HeatmapOutput((B, K, H, W), None)``.
     """

@@ -1,291 +1,283 @@
-"""``farnet benchmark``: images/s and peak memory of this engine against the official pipeline's approach.
+"""``farnet benchmark``: a fair speed comparison -- today's path, the fast path, the official-style pipeline.
 
-Introduced in notebook 06_training_on_gpu.
+Every path trains and predicts the same model, on the same number of images, at the same batch size (batch 1, as
+the paper and the official code; a batch > 1 is a separate, labelled row), and each is measured in a fresh
+process on the CPU (so the allocator setting of one cannot leak into the next):
 
-*This engine* (the real code path: ``BatchSource`` + ``train_one_epoch`` + ``predict_batch``): uint8 images
-already at the input size in device memory, Gaussian targets drawn on the device inside the step, mixed precision,
-channels_last, any batch size.
+* *today's path*: this engine as it was before issue 16 -- fp32, NCHW, the for-loop Adam step, glibc's
+  default allocator, torch's default thread count, inference at batch 1;
+* *the fast path* (``farnet train --precision auto``, the ``fast`` preset's precision): bf16 autocast where the
+  CPU has it natively, channels_last, fused Adam, the allocator fix and all cores (:mod:`farnet_lite.cpu`), batched
+  inference (``farnet_lite.evaluate.EVAL_BATCH``);
+* *official-style*: the official code's data pipeline (:mod:`farnet_lite.official_style`): per-sample JPEG
+  decode and resize, numpy float64 target maps, batch 1, fp32.
 
-*Official-style baseline*, re-implemented from the description of the official FARNet ``data.py`` /
-``train.py`` (no code copied): batch 1, fp32, NCHW; every sample is read from a full-size JPEG on disk
-(3 channels), resized per sample (PIL bilinear here; the official code uses ``cv2.resize``), normalised with the
-[0, 1] ImageNet statistics on 0-255 values, and its targets are built in numpy on the CPU -- a Python loop over
-landmarks, one ``meshgrid`` + ``exp`` float64 map per landmark at full and at half resolution -- then copied to
-the device; DataLoader with ``shuffle=True`` and 4 workers; EWC as ``MSELoss(reduction="none") * 40 ** y``.
-Both run the same model, so the ratio measures the pipeline, not the network.
-
-This prints figures; it asserts nothing (timings depend on the machine and its load).
+Columns: training seconds per image at each ``--input-size`` / ``--large-input-size``, evaluation seconds per
+image at the larger size (each path at its own inference batch), prediction seconds per 800x640 image (batch 1),
+peak memory. This prints figures; it asserts nothing (timings depend on the machine and its load).
 """
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import dataclasses
 import json
+import math
+import multiprocessing
 import os
-import resource
-import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
 
-from farnet_lite.config import DATASETS, TrainConfig
-from farnet_lite.engine import (BatchSource, build_optimizer, build_scheduler, make_scaler, prepare_model,
-                                resolve_device, resolve_precision)
+from farnet_lite.checkpoint import build_model_from_config
+from farnet_lite.config import TrainConfig
+from farnet_lite.cpu import prepare_cpu
+from farnet_lite.engine import (BatchSource, build_optimizer, build_scheduler, make_scaler, precision_name,
+                                prepare_model, resolve_device, resolve_precision)
+from farnet_lite.evaluate import EVAL_BATCH, predict_batch
+from farnet_lite.official_style import bench_official_style, peak_mb, random_points, reset_peak, sync
+from farnet_lite.options import DefaultsFormatter, add_alias, add_field_option
+from farnet_lite.train import train_one_epoch
 
 
 def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``farnet benchmark`` (GPU defaults in brackets are used when --device resolves to cuda)."""
-    parser.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), default=None,
-                        help="network input (default: 800 640 on a GPU, 128 128 on the CPU)")
-    parser.add_argument("--batch", type=int, default=None, help="batch of this engine (default: 8 GPU, 4 CPU)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                        help="precision of this engine (always fp32 on the CPU)")
-    parser.add_argument("--steps", type=int, default=None, help="timed training steps (default: 20 GPU, 3 CPU)")
+    """Options of ``farnet benchmark``: the same flags as ``farnet train`` for the same concepts."""
+    add_field_option(parser, "input_size", default=None, shown="800 640 on a GPU, 160 128 on the CPU",
+                     help="training input H W")
+    add_alias(parser, "--size", "input_size")
+    parser.add_argument("--large-input-size", nargs=2, type=int, metavar=("H", "W"), default=None,
+                        help="a second training input H W (default: 320 256 on the CPU, none on a GPU; 0 0: none)")
+    parser.add_argument("--predict-size", nargs=2, type=int, metavar=("H", "W"), default=(800, 640),
+                        help="input of the prediction column, batch 1 (default: 800 640, ISBI's; 0 0: none)")
+    add_field_option(parser, "batch_size", default=None, shown="8 on a GPU, 4 on the CPU",
+                     help="batch of the extra fast-path row (1: no extra row)")
+    add_alias(parser, "--batch", "batch_size")
+    add_field_option(parser, "precision", default="auto", shown="auto", help="precision of the fast path")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per figure, i.e. images at batch 1 "
+                                                                "(default: 20 GPU, 3 CPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (default: 5 GPU, 1 CPU)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--dataset", default="isbi2015", choices=tuple(DATASETS), help="sets the landmark count")
-    parser.add_argument("--system", default="msfa_fr", help="architecture (msfa_fr = FARNet)")
-    parser.add_argument("--backbone", default="densenet121", help="backbone")
+    add_field_option(parser, "device", default="auto", shown="auto")
+    add_field_option(parser, "dataset", default="isbi2015", shown="isbi2015", help="sets the landmark count")
+    add_field_option(parser, "system", default="msfa_fr", shown="msfa_fr")
+    add_field_option(parser, "backbone", default="densenet121", shown="densenet121")
     parser.add_argument("--original-size", nargs=2, type=int, metavar=("H", "W"), default=(2400, 1935),
-                        help="size of the JPEGs the baseline reads and resizes per sample (ISBI: 2400 1935)")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                        help="channels_last for this engine (default: on for a GPU)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile this engine's model")
+                        help="size of the JPEGs the baseline reads and resizes per sample (default: 2400 1935, "
+                             "ISBI's)")
+    add_field_option(parser, "compile", default=False, help="torch.compile the fast path's model")
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
-                        help="also run the official-style baseline")
+                        help="also run the official-style pipeline (default: on)")
     parser.add_argument("--baseline-workers", type=int, default=min(4, os.cpu_count() or 1),
-                        help="DataLoader workers of the baseline (official: 4)")
+                        help="DataLoader workers of the baseline (official: 4; default: up to 4, one per core)")
+    parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
+                        help="each path in a fresh process (default: on for the CPU)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _reset_peak(device: torch.device) -> None:
-    """Restart the peak-memory count: CUDA's allocator stats, or on Linux the process's RSS high-water mark."""
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    try:
-        Path("/proc/self/clear_refs").write_text("5")   # resets VmHWM (Linux >= 4.0)
-    except OSError:
-        pass
-
-
-def _peak_mb(device: torch.device) -> float:
-    """Peak GPU memory allocated since the reset, or the main process's peak RSS on the CPU (MB)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 20
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # lifetime peak: an upper bound
-
-
-def _random_points(rng: np.random.Generator, count: int, num: int, size) -> np.ndarray:
-    height, width = size
-    margin = np.array([0.1 * width, 0.1 * height])
-    return margin + rng.random((count, num, 2)) * (np.array([width, height]) - 2 * margin)
-
-
-def bench_engine(config: TrainConfig, device, steps: int, warmup: int) -> dict:
-    """Train and inference images/s of this engine on random uint8 images kept in device memory."""
-    from farnet_lite.checkpoint import build_model_from_config
-    from farnet_lite.evaluate import predict_batch
-    from farnet_lite.train import train_one_epoch
-
+def bench_engine(config: TrainConfig, device, steps: int, warmup: int, fused: bool = True,
+                 infer: bool = True) -> dict:
+    """Train (and with ``infer``, inference at the same batch) images/s of this engine on random uint8 images kept
+    in device memory; ``fused``: the fused optimizer step (False: torch's for-loop, today's path)."""
     amp_dtype = resolve_precision(config.precision, device)
     rng = np.random.default_rng(0)
     count = config.batch_size * (steps + warmup)
     cache = SimpleNamespace(images=rng.integers(0, 256, (count, *config.input_size), dtype=np.uint8),
-                            landmarks=_random_points(rng, count, config.num_landmarks, config.input_size))
+                            landmarks=random_points(rng, count, config.num_landmarks, config.input_size))
     model = prepare_model(build_model_from_config(config), device, config.channels_last)
     net = torch.compile(model) if config.compile else model
-    optimizer = build_optimizer(config, model.parameters())
+    optimizer = build_optimizer(config, model.parameters(), fused=fused)
     scheduler = build_scheduler(config, optimizer, steps + warmup)
     scaler = make_scaler(amp_dtype, device)
     source = BatchSource(cache, device, "yes")
     generator = torch.Generator(device=device).manual_seed(0)
     order = torch.arange(count)
     split = config.batch_size * warmup
-    _reset_peak(device)
+    reset_peak(device)
     train_one_epoch(net, source, order[:split], optimizer, scheduler, scaler, config, amp_dtype, generator, 0)
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     train_one_epoch(net, source, order[split:], optimizer, scheduler, scaler, config, amp_dtype, generator, 1)
-    _sync(device)
-    train_ips = (count - split) / (time.perf_counter() - start)
-    train_peak = _peak_mb(device)
+    sync(device)
+    figures = {"train_images_per_s": (count - split) / (time.perf_counter() - start),
+               "train_peak_mb": peak_mb(device)}
+    if infer:
+        del optimizer, scaler
+        reset_peak(device)
+        seconds = time_inference(net, source.images, config.batch_size, config, amp_dtype, warmup)
+        figures.update(infer_images_per_s=1.0 / seconds, infer_peak_mb=peak_mb(device))
+    return figures
 
-    del optimizer, scaler
-    _reset_peak(device)
+
+def time_inference(net, images: torch.Tensor, batch: int, config: TrainConfig, amp_dtype, warmup: int) -> float:
+    """Seconds per image of ``predict_batch`` (eval mode, decoding included) over ``images`` ``(N, H, W)`` uint8 in
+    batches of ``batch``, after ``warmup`` untimed batches (of the same images)."""
     net.eval()
-    batches = [source.images[i:i + config.batch_size] for i in range(0, count, config.batch_size)]
-    for images in batches[:warmup]:
-        predict_batch(net, images, config.input_size, config, amp_dtype)
-    _sync(device)
+    batches = [images[i:i + batch] for i in range(0, len(images), batch)]
+    for chunk in batches[:warmup]:
+        predict_batch(net, chunk, tuple(images.shape[-2:]), config, amp_dtype)
+    sync(images.device)
     start = time.perf_counter()
-    for images in batches[warmup:]:
-        predict_batch(net, images, config.input_size, config, amp_dtype)
-    _sync(device)
-    infer_ips = (count - split) / (time.perf_counter() - start)
-    return {"train_images_per_s": train_ips, "infer_images_per_s": infer_ips, "train_peak_mb": train_peak,
-            "infer_peak_mb": _peak_mb(device)}
+    for chunk in batches:
+        predict_batch(net, chunk, tuple(images.shape[-2:]), config, amp_dtype)
+    sync(images.device)
+    return (time.perf_counter() - start) / len(images)
 
 
-def official_style_heatmap(width: int, height: int, cx: float, cy: float, sigma: float) -> np.ndarray:
-    """One float64 Gaussian map the way the official data.py builds it: meshgrid over 1..W x 1..H, exp."""
-    xs, ys = np.meshgrid(np.linspace(1, width, width), np.linspace(1, height, height))
-    return np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2.0 * sigma * sigma))
+@dataclasses.dataclass(frozen=True)
+class BenchPath:
+    """One row of the benchmark: a way of training and predicting the same model."""
+
+    name: str
+    precision: str = "fp32"
+    fused: bool = False             # fused optimizer step (False: torch's for-loop)
+    channels_last: bool = False
+    fast_cpu: bool = False          # farnet_lite.cpu.prepare_cpu: allocator fix + all cores
+    batch: int = 1
+    eval_batch: int = 1
+    official: bool = False          # the official-style pipeline (per-sample JPEG decode, numpy targets)
 
 
-class OfficialStyleDataset(torch.utils.data.Dataset):
-    """Per sample: read a full-size JPEG, resize, normalise 0-255 values, build 2 x K numpy maps in a loop."""
+@dataclasses.dataclass(frozen=True)
+class BenchSetup:
+    """What every path shares: the model, the sizes, the number of images."""
 
-    def __init__(self, files, points, size, sigma: float = 10.0):
-        self.files, self.points, self.size, self.sigma = files, points, size, sigma
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index):
-        from PIL import Image
-        from torchvision.transforms.functional import normalize
-
-        height, width = self.size
-        with Image.open(self.files[index]) as im:
-            original = im.convert("RGB")                             # cv2.imread gives 3 channels
-            scale_w, scale_h = original.width / width, original.height / height
-            image = np.asarray(original.resize((width, height), Image.BILINEAR))
-        image = torch.from_numpy(np.transpose(image, (2, 0, 1)).copy()).float()       # (3, H, W), 0..255
-        image = normalize(image, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-        xs, ys = self.points[index][:, 0] / scale_w, self.points[index][:, 1] / scale_h
-        full = np.zeros((len(xs), height, width))
-        half = np.zeros((len(xs), height // 2, width // 2))
-        for k in range(len(xs)):
-            full[k] = official_style_heatmap(width, height, xs[k], ys[k], self.sigma)
-            half[k] = official_style_heatmap(width // 2, height // 2, xs[k] / 2, ys[k] / 2, self.sigma)
-        return (image, torch.from_numpy(full.astype("float32")), torch.from_numpy(half.astype("float32")))
+    device: str
+    dataset: str
+    system: str
+    backbone: str
+    train_sizes: Tuple[Tuple[int, int], ...]
+    predict_size: Optional[Tuple[int, int]]
+    steps: int
+    warmup: int
+    original_size: Tuple[int, int]
+    workers: int
+    compile: bool = False
 
 
-def bench_official_style(config: TrainConfig, device, original_size, steps: int, warmup: int,
-                         workers: int) -> dict:
-    """Train and inference images/s of the official pipeline's approach (see the module docstring)."""
-    from PIL import Image
+def _size_key(size) -> str:
+    return f"{size[0]}x{size[1]}"
 
-    from farnet_lite.checkpoint import build_model_from_config
 
-    rng = np.random.default_rng(1)
-    count = steps + warmup
-    folder = Path(tempfile.mkdtemp(prefix="farnet-bench-"))
-    files = []
-    height, width = original_size
-    base = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1), dtype=np.uint8)
-    for i in range(min(count, 8)):                                 # textured full-size radiograph stand-ins
-        image = np.kron(base, np.ones((16, 16), np.uint8))[:height, :width] // 2
-        image = image + rng.integers(0, 128, (height, width), dtype=np.uint8)
-        files.append(folder / f"{i:03d}.jpg")
-        Image.fromarray(image).save(files[-1], quality=95)
-    files = [files[i % len(files)] for i in range(count)]
-    points = _random_points(rng, count, config.num_landmarks, original_size)
-    dataset = OfficialStyleDataset(files, points, config.input_size, config.sigma)
-    model = build_model_from_config(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    criterion = torch.nn.MSELoss(reduction="none")
+def _path_config(path: BenchPath, setup: BenchSetup, size, batch: int) -> TrainConfig:
+    return TrainConfig(dataset=setup.dataset, input_size=tuple(size), system=setup.system, backbone=setup.backbone,
+                       batch_size=batch, precision=path.precision, channels_last=path.channels_last,
+                       compile=setup.compile and not path.official, lr=1e-4, lr_schedule="constant",
+                       device=setup.device, progress=False, deterministic=False)
 
-    def ewc(pred, target):
-        return torch.mean(criterion(pred, target) * torch.pow(40.0, target))
 
-    def loader():
-        return torch.utils.data.DataLoader(dataset, batch_size=1, shuffle=True, num_workers=workers)
+def measure_path(path: BenchPath, setup: BenchSetup) -> dict:
+    """Seconds per image (train at each size, eval at the largest, predict at ``predict_size``) and peak memory
+    of ``path``; run by :func:`run_benchmark`, on the CPU in a fresh process."""
+    device = torch.device(setup.device)
+    if path.fast_cpu:
+        prepare_cpu(device)
+    largest = setup.train_sizes[-1]
+    config = _path_config(path, setup, largest, path.batch)
+    row = {"threads": torch.get_num_threads(), "batch": path.batch,
+           "precision": precision_name(resolve_precision(path.precision, device)), "train_s_per_image": {}}
+    peaks = []
+    for size in setup.train_sizes:
+        config = _path_config(path, setup, size, path.batch)
+        if path.official:
+            figures = bench_official_style(config, device, setup.original_size, setup.steps, setup.warmup,
+                                           setup.workers)
+        else:
+            figures = bench_engine(config, device, setup.steps, setup.warmup, fused=path.fused, infer=False)
+        row["train_s_per_image"][_size_key(size)] = 1.0 / figures["train_images_per_s"]
+        peaks += [figures["train_peak_mb"], figures.get("infer_peak_mb", 0.0)]
+    if path.official:               # its own test loop: per-sample JPEG decode, batch 1, at the largest size
+        row["eval_s_per_image"] = 1.0 / figures["infer_images_per_s"]
+        row["predict_s_per_image"] = math.nan
+    else:
+        model = prepare_model(build_model_from_config(config), device, path.channels_last)
+        amp_dtype = resolve_precision(path.precision, device)
+        rng = np.random.default_rng(2)
+        count = max(setup.steps, EVAL_BATCH)                 # the same images for every path
+        images = torch.from_numpy(rng.integers(0, 256, (count, *largest), dtype=np.uint8)).to(device)
+        row["eval_s_per_image"] = time_inference(model, images, path.eval_batch, config, amp_dtype, setup.warmup)
+        row["predict_s_per_image"] = math.nan
+        if setup.predict_size:
+            images = torch.from_numpy(rng.integers(0, 256, (setup.steps, *setup.predict_size), dtype=np.uint8))
+            row["predict_s_per_image"] = time_inference(model, images.to(device), 1, config, amp_dtype,
+                                                        setup.warmup)
+    row["peak_mb"] = max(peaks + [peak_mb(device)])
+    return row
 
-    try:
-        model.train()
-        _reset_peak(device)
-        done, start = 0, None
-        for image, full, half in loader():
-            if done == warmup:
-                _sync(device)
-                start = time.perf_counter()
-            image, full, half = image.to(device), full.to(device), half.to(device)
-            loss = 0.0
-            for output in model(image):        # FARNet: final (full resolution) and coarse (half)
-                if output is not None:
-                    loss = loss + ewc(output, full if output.shape[-1] == full.shape[-1] else half)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            done += 1
-        _sync(device)
-        train_ips = steps / (time.perf_counter() - start)
-        train_peak = _peak_mb(device)
 
-        del optimizer
-        _reset_peak(device)
-        done = 0
-        with torch.no_grad():   # the official test loop also builds the maps and leaves the model in train mode
-            for image, full, half in loader():
-                if done == warmup:
-                    _sync(device)
-                    start = time.perf_counter()
-                final = model(image.to(device)).final
-                final.cpu().numpy()
-                done += 1
-        _sync(device)
-        infer_ips = steps / (time.perf_counter() - start)
-    finally:
-        for f in set(files):
-            f.unlink()
-        folder.rmdir()
-    return {"train_images_per_s": train_ips, "infer_images_per_s": infer_ips, "train_peak_mb": train_peak,
-            "infer_peak_mb": _peak_mb(device)}
+def _measure_isolated(path: BenchPath, setup: BenchSetup) -> dict:
+    """:func:`measure_path` in a fresh (spawned) process: nothing of one path's allocator or threads leaks."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(measure_path, path, setup).result()
+
+
+def _paths(precision: str, batch: int, baseline: bool) -> list:
+    today = BenchPath("today")
+    fast = BenchPath("fast", precision=precision, fused=True, channels_last=True, fast_cpu=True,
+                     eval_batch=EVAL_BATCH)
+    paths = [today, fast] + ([BenchPath("official-style", official=True)] if baseline else [])
+    return paths + ([dataclasses.replace(fast, name=f"fast, batch {batch}", batch=batch)] if batch > 1 else [])
+
+
+def _describe(path: BenchPath, row: dict, workers: int) -> str:
+    if path.official:
+        return f"fp32, NCHW, per-sample JPEG + numpy maps, {workers} workers"
+    return (f"{row['precision']}{', channels_last' if path.channels_last else ''}, "
+            f"{'fused' if path.fused else 'for-loop'} Adam, {'mallopt' if path.fast_cpu else 'default malloc'}, "
+            f"eval batch {path.eval_batch}")
+
+
+def _columns(setup: BenchSetup):
+    columns = [(f"train {_size_key(s)}", lambda r, k=_size_key(s): r["train_s_per_image"][k])
+               for s in setup.train_sizes]
+    columns.append((f"eval {_size_key(setup.train_sizes[-1])}", lambda r: r["eval_s_per_image"]))
+    if setup.predict_size:
+        columns.append((f"predict {_size_key(setup.predict_size)}", lambda r: r["predict_s_per_image"]))
+    return columns
+
+
+def print_table(setup: BenchSetup, paths, rows: dict) -> dict:
+    """Print the rows (seconds per image, peak MB) and the ratios of the batch-1 paths to the fast path;
+    returns the ratios ``{"today/fast": {column: x}, ...}``."""
+    columns = _columns(setup)
+    memory = "peak GPU MB" if setup.device.startswith("cuda") else "peak RSS MB"
+    print(f"{'path':<18}{'threads':>8}" + "".join(f"{t + ' s/img':>22}" for t, _ in columns) + f"{memory:>13}  settings")
+    for path in paths:
+        r = rows[path.name]
+        print(f"{path.name:<18}{r['threads']:>8}" + "".join(f"{get(r):>22.3f}" for _, get in columns)
+              + f"{r['peak_mb']:>13.0f}  {_describe(path, r, setup.workers)}")
+    ratios = {}
+    for other in ("today", "official-style"):
+        if other in rows:
+            ratios[f"{other}/fast"] = {t: get(rows[other]) / get(rows["fast"]) for t, get in columns}
+            print(f"{'x ' + other + '/fast':<26}" + "".join(f"{v:>21.2f}x" for v in ratios[f"{other}/fast"].values()))
+    return ratios
 
 
 def run_benchmark(args: argparse.Namespace) -> dict:
-    """Run both pipelines with ``args`` (see :func:`add_benchmark_arguments`) and print the figures."""
+    """Measure every path with ``args`` (see :func:`add_benchmark_arguments`), print the table and the ratios."""
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
-    size = tuple(args.size) if args.size else ((800, 640) if gpu else (128, 128))
-    batch = args.batch or (8 if gpu else 4)
-    steps = args.steps or (20 if gpu else 3)
-    warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
-    channels_last = gpu if args.channels_last is None else args.channels_last
-    config = TrainConfig(dataset=args.dataset, input_size=size, system=args.system, backbone=args.backbone,
-                         batch_size=batch, precision=args.precision, channels_last=channels_last,
-                         compile=args.compile, lr=1e-4, lr_schedule="constant", device=str(device), progress=False)
-    amp = resolve_precision(config.precision, device)
-    where = torch.cuda.get_device_name(device) if gpu else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {where}; input {size[0]}x{size[1]}; {args.system}/{args.backbone}; "
-          f"{config.num_landmarks} landmarks; {steps} timed steps after {warmup} warm-up")
-    figures = {"device": where, "input_size": list(size), "system": args.system, "backbone": args.backbone,
-               "engine": dict(bench_engine(config, device, steps, warmup), batch=batch,
-                              precision=str(amp or torch.float32).replace("torch.", ""),
-                              channels_last=channels_last, compile=args.compile)}
-    rows = [("farnet-lite", f"b={batch}, {figures['engine']['precision']}"
-             f"{', channels_last' if channels_last else ''}", figures["engine"])]
-    if args.baseline:
-        figures["official_style"] = dict(
-            bench_official_style(config, device, tuple(args.original_size), steps, warmup,
-                                 args.baseline_workers), batch=1, precision="float32", channels_last=False)
-        rows.append(("official-style", f"b=1, fp32, {args.baseline_workers} workers", figures["official_style"]))
-    memory = "peak GPU MB" if gpu else "peak RSS MB"  # CPU: main process (not DataLoader workers)
-    print(f"{'pipeline':<16}{'settings':<30}{'train img/s':>12}{'infer img/s':>12}{memory:>14}")
-    for name, settings, f in rows:
-        print(f"{name:<16}{settings:<30}{f['train_images_per_s']:>12.2f}{f['infer_images_per_s']:>12.2f}"
-              f"{max(f['train_peak_mb'], f['infer_peak_mb']):>14.0f}")
-    if args.baseline:
-        base = figures["official_style"]
-        figures["speedup_train"] = figures["engine"]["train_images_per_s"] / base["train_images_per_s"]
-        figures["speedup_infer"] = figures["engine"]["infer_images_per_s"] / base["infer_images_per_s"]
-        print(f"{'speed-up':<46}{figures['speedup_train']:>11.2f}x{figures['speedup_infer']:>11.2f}x")
+    size = tuple(args.input_size) if args.input_size else ((800, 640) if gpu else (160, 128))
+    large = tuple(args.large_input_size) if args.large_input_size else (None if gpu else (320, 256))
+    sizes = (size,) + ((large,) if large and min(large) > 0 and large != size else ())
+    setup = BenchSetup(device=str(device), dataset=args.dataset, system=args.system, backbone=args.backbone,
+                       train_sizes=sizes, predict_size=tuple(args.predict_size) if min(args.predict_size) > 0
+                       else None, steps=args.steps or (20 if gpu else 3),
+                       warmup=args.warmup if args.warmup is not None else (5 if gpu else 1),
+                       original_size=tuple(args.original_size), workers=args.baseline_workers, compile=args.compile)
+    paths = _paths(args.precision, args.batch_size or (8 if gpu else 4), args.baseline)
+    isolate = (not gpu) if args.isolate is None else args.isolate
+    where = torch.cuda.get_device_name(device) if gpu else f"CPU, {os.cpu_count()} cores"
+    print(f"device: {where}; {args.system}/{args.backbone}; {setup.steps} timed steps per figure after "
+          f"{setup.warmup} warm-up; batch 1 unless the path says; load average {os.getloadavg()[0]:.1f}; "
+          f"each path in {'a fresh process' if isolate else 'this process'}")
+    rows = {p.name: (_measure_isolated if isolate else measure_path)(p, setup) for p in paths}
+    figures = {"device": where, "setup": dataclasses.asdict(setup), "paths": rows,
+               "ratios": print_table(setup, paths, rows)}
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return figures
@@ -293,7 +285,6 @@ def run_benchmark(args: argparse.Namespace) -> dict:
 
 def main(argv=None) -> dict:
     """``python benchmarks/benchmark_training.py ...`` (same options as ``farnet benchmark``)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=DefaultsFormatter)
     add_benchmark_arguments(parser)
     return run_benchmark(parser.parse_args(argv))

@@ -10,6 +10,7 @@ JSON string; random-number-generator states are tensors. ``last.pt`` is written 
 """
 from __future__ import annotations
 
+import errno
 import random
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -20,8 +21,10 @@ from torch import nn
 
 from farnet_lite.atomic import atomic_path
 from farnet_lite.config import TrainConfig
+from farnet_lite.systems import build_model
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: MSFA's down path is three ``DownBlock`` s (keys ``msfa.down.<i>.{down,lateral,conv}``; 1 had ``down_fuse``)."""
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -67,9 +70,17 @@ def restore_rng(state: dict, generators: Dict[str, torch.Generator]) -> None:
 
 
 def atomic_save(obj, path) -> Path:
-    """``torch.save`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    """``torch.save`` to ``path`` via a temporary file in the same folder and ``os.replace``.
+
+    torch reports a failed write (a full disk) as a cryptic RuntimeError: it becomes an OSError naming ``path``
+    (the CLI prints it as one sentence), and the temporary file is removed.
+    """
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as err:
+            raise OSError(errno.EIO, "Could not write the checkpoint, most likely because the disk is full",
+                          str(path)) from err
     return Path(path)
 
 
@@ -77,10 +88,7 @@ def save_checkpoint(path, *, model: nn.Module, config: TrainConfig, epoch: int,
                     optimizer: Optional[torch.optim.Optimizer] = None, scheduler=None, scaler=None,
                     best_metric: float = float("inf"), best_epoch: int = -1, history: Optional[list] = None,
                     rng: Optional[dict] = None) -> Path:
-    """Write one checkpoint atomically. ``epoch`` is the number of epochs completed (1-based).
-
-    Introduced in notebook 06_training_on_gpu.
-    """
+    """Write one checkpoint atomically. ``epoch`` is the number of epochs completed (1-based)."""
     state = {
         "format_version": FORMAT_VERSION,
         "config": config.to_json(),
@@ -93,6 +101,7 @@ def save_checkpoint(path, *, model: nn.Module, config: TrainConfig, epoch: int,
         "best_epoch": int(best_epoch),
         "history": list(history or []),
         "rng": rng,
+        "num_landmarks": int(config.num_landmarks),   # a custom dataset's K: the model loads without its CSV
     }
     return atomic_save(state, path)
 
@@ -101,7 +110,6 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     """Read a checkpoint with ``weights_only=True``; one clear sentence if it is missing or unreadable.
 
     The returned dict has ``"config"`` already parsed into a :class:`TrainConfig`.
-    Introduced in notebook 06_training_on_gpu.
     """
     path = Path(path)
     if not path.is_file():
@@ -115,6 +123,10 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise ValueError(f"Checkpoint {path} is not a farnet-lite checkpoint (no config/model inside); "
                          f"use a last.pt or best.pt written by `farnet train`.")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"Checkpoint {path} has format {state.get('format_version')} but this farnet-lite reads "
+                         f"format {FORMAT_VERSION} (its layer names changed); re-train, or load it with the "
+                         f"farnet-lite version that wrote it.")
     state["config"] = TrainConfig.from_json(state["config"])
     return state
 
@@ -129,29 +141,30 @@ def check_compatible(saved: TrainConfig, wanted: TrainConfig, path) -> None:
                              f"--output-dir to start afresh.")
 
 
-def build_model_from_config(config: TrainConfig, pretrained: Optional[bool] = None) -> nn.Module:
-    """``farnet_lite.model.build_model`` with the config's system, landmark count and backbone."""
-    from farnet_lite.model import build_model
-
-    return build_model(config.system, config.num_landmarks, backbone=config.backbone,
-                       pretrained=config.pretrained if pretrained is None else pretrained)
+def build_model_from_config(config: TrainConfig, pretrained: Optional[bool] = None,
+                            num_landmarks: Optional[int] = None) -> nn.Module:
+    """``farnet_lite.systems.build_model`` with the config's system, landmark count (or ``num_landmarks``, e.g.
+    the one a checkpoint stores) and backbone."""
+    return build_model(config.system, num_landmarks or config.num_landmarks, backbone=config.backbone,
+                       pretrained=config.pretrained if pretrained is None else pretrained, c0_kernel=config.c0_kernel)
 
 
 def load_model(path, device="cpu", expect: Optional[TrainConfig] = None) -> Tuple[nn.Module, TrainConfig]:
     """The trained model of a checkpoint, in ``eval()`` mode on ``device``, and its config.
 
     ``expect``: refuse (one sentence naming the file) a checkpoint of another landmark count, system or backbone.
-    Introduced in notebook 06_training_on_gpu.
+    Introduced in notebook 12_paper_figures.
     """
     state = load_checkpoint(path)
     config = state["config"]
     if expect is not None:
         check_compatible(config, expect, path)
-    model = build_model_from_config(config, pretrained=False)  # the weights come from the checkpoint
+    model = build_model_from_config(config, pretrained=False,  # the weights come from the checkpoint
+                                    num_landmarks=state.get("num_landmarks"))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
         raise ValueError(f"Checkpoint {path} does not match the model its config describes "
-                         f"({config.system}/{config.backbone}, {config.num_landmarks} landmarks); it was "
+                         f"({config.system}/{config.backbone}); it was "
                          f"written by another version of farnet-lite: re-train.") from err
     return model.to(device).eval(), config

@@ -1,18 +1,18 @@
 """The ``farnet`` command: ``farnet train | evaluate | predict | benchmark | reproduce``.
 
-Introduced in notebook 06_training_on_gpu.
-
-Every option of ``farnet train`` is a field of :class:`~farnet_lite.config.TrainConfig`; a run's config is the
-preset (``--preset`` for ``--dataset``), or a saved ``--config`` JSON, or (``--resume PATH``) the checkpoint's,
-with the options given on the command line on top. Examples::
+Every option of ``farnet train`` is a field of :class:`~farnet_lite.config.TrainConfig`, built from the field's
+metadata (its help text and choices live there only); the other commands reuse the same flag for the same concept
+(``--input-size``, ``--batch-size``, ``--eval-splits``, ``--data-root``, ``--cache-dir``, ``--device``...). A run's
+config is the preset (``--preset`` for ``--dataset``), or a saved ``--config`` JSON, or (``--resume PATH``) the
+checkpoint's, with the options given on the command line on top. Examples::
 
     farnet train --dataset synthetic-isbi --epochs 5           # works on a fresh machine, no data needed
     farnet train --dataset isbi2015 --data-root data/isbi2015 --preset fast
     torchrun --nproc_per_node=4 -m farnet_lite.cli train --dataset isbi2015 --data-root ... --preset fast
     farnet train --output-dir runs/isbi2015-paper --resume     # continue after a crash
-    farnet evaluate runs/isbi2015-paper/best.pt --split test1 test2
+    farnet evaluate runs/isbi2015-paper/best.pt --eval-splits test1 test2
     farnet predict runs/isbi2015-paper/best.pt my_xrays/ --output-dir my_predictions
-    farnet benchmark --size 800 640 --batch 8 --precision bf16
+    farnet benchmark --input-size 800 640 --batch-size 8 --precision bf16
     farnet reproduce table3 --quick                             # the table pipeline on tiny synthetic data
     farnet reproduce table3 --data-root data --preset fast      # Table 3 on the real ISBI 2015 (GPU)
 
@@ -27,91 +27,38 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from farnet_lite.config import DATASETS, PRESETS, TrainConfig, config_fields
+from farnet_lite.atomic import RunFolderLocked, os_error_sentence
+from farnet_lite.benchmark import add_benchmark_arguments, run_benchmark
+from farnet_lite.checkpoint import load_checkpoint
+from farnet_lite.config import PRESETS, TrainConfig, config_fields
+from farnet_lite.data.errors import DatasetError
+from farnet_lite.data.imageio import IMAGE_FORMATS
+from farnet_lite.evaluate import evaluate, predict
+from farnet_lite.experiments import TABLES
+from farnet_lite.options import DefaultsFormatter, add_alias, add_field_option, show_value
+from farnet_lite.reproduce import reproduce
+from farnet_lite.train import train
 
-HELP = {
-    "dataset": "dataset name",
-    "data_root": "folder of the dataset in its public layout (synthetic datasets: written under --cache-dir "
-                 "when not given)",
-    "train_split": "split to train on",
-    "val_split": "split that selects best.pt (isbi2015: test1, as the paper; never test2)",
-    "eval_splits": "splits evaluated with best.pt after training (predictions for all, metrics if labelled)",
-    "fold": "hand: Payer et al.'s cross-validation set 1-3; spine: fold 1-5 of the training set",
-    "annotation": "isbi2015 ground truth: mean of the two doctors (paper), senior or junior",
-    "input_size": "network input H W (multiples of 32)",
-    "system": "architecture of Table 2: unet, fpn, msfa_add, msfa, msfa_fr_naive, msfa_fr (= FARNet)",
-    "backbone": "vgg16, vgg19, resnet101, resnet152, densenet121, densenet169",
-    "pretrained": "ImageNet backbone weights: false, true (downloads once) or the path of a state dict",
-    "loss": "heatmap loss: ewc (Eq. 3), l2 (Eq. 2) or aw (Adaptive Wing)",
-    "sigma": "Gaussian sigma of the target heatmaps, in pixels of each output's grid (Eq. 1)",
-    "alpha": "EWC base alpha (Eq. 3)",
-    "origin": "coordinate of the first pixel of the target grid; 1.0 reproduces the official code's offset",
-    "decode": "heatmap decoding: argmax (paper) or subpixel",
-    "optimizer": "adam (paper) or adadelta",
-    "lr": "learning rate",
-    "weight_decay": "weight decay",
-    "lr_schedule": "constant, step (x0.1 at 2/3 of the epochs, as the official code) or cosine",
-    "warmup_epochs": "linear learning-rate warm-up, in epochs",
-    "epochs": "number of epochs",
-    "batch_size": "images per step and per process",
-    "augment": "random affine + intensity augmentation on the device",
-    "precision": "auto (bf16, else fp16 on GPUs), fp32, bf16 or fp16; always fp32 on the CPU",
-    "channels_last": "channels_last memory format (faster convolutions on recent GPUs)",
-    "compile": "torch.compile the model",
-    "data_on_device": "keep the uint8 training images in GPU memory: auto (if they fit), yes or no",
-    "num_workers": "DataLoader workers when the images are not kept on the device",
-    "device": "auto, cpu, cuda or cuda:N",
-    "seed": "random seed (weights, data order, augmentation)",
-    "deterministic": "deterministic algorithms on the CPU (bit-identical reruns)",
-    "output_dir": "run folder: config.json, log.csv, last.pt, best.pt, predictions and metrics",
-    "cache_dir": "synthetic data and prepared caches (default $FARNET_CACHE or ~/.cache/farnet_lite)",
-    "val_every": "validate every N epochs",
-    "save_checkpoints": "write last.pt and best.pt every epoch (off: smoke tests only; no resume, the last epoch "
-                        "is evaluated)",
-    "progress": "tqdm progress bars",
-}
-"""One line of help per TrainConfig field."""
-
-_CHOICES = {"loss": ("ewc", "l2", "aw"), "optimizer": ("adam", "adadelta"), "decode": ("argmax", "subpixel"),
-            "lr_schedule": ("constant", "step", "cosine"), "precision": ("auto", "fp32", "bf16", "fp16"),
-            "data_on_device": ("auto", "yes", "no"), "annotation": ("mean", "senior", "junior"),
-            "dataset": tuple(DATASETS)}
-
-
-def _bool_or_path(text: str):
-    low = text.lower()
-    if low in ("true", "yes", "1"):
-        return True
-    if low in ("false", "no", "0"):
-        return False
-    return text
+COMMANDS = ("train", "evaluate", "predict", "benchmark", "reproduce")
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One option per TrainConfig field; unset options keep the preset's value (argparse.SUPPRESS)."""
-    paper = TrainConfig.preset("isbi2015", "paper")
-    group = parser.add_argument_group("run configuration (defaults: the --preset for the --dataset; shown "
-                                      "for isbi2015 / paper)")
+    """One option per TrainConfig field; unset options keep the base config's value (argparse.SUPPRESS). The
+    default shown is what a bare ``farnet train`` runs: the paper preset of the default dataset."""
+    shown_for = TrainConfig.preset(config_fields()["dataset"].default, "paper")
+    group = parser.add_argument_group(f"run configuration (unset options take the --preset's values for the "
+                                      f"--dataset; shown: --preset paper --dataset {shown_for.dataset})")
     for name, f in config_fields().items():
-        flag = "--" + name.replace("_", "-")
-        value = getattr(paper, name)
-        shown = " ".join(map(str, value)) if isinstance(value, tuple) else value
-        kwargs = dict(default=argparse.SUPPRESS, help=f"{HELP[name]} (default: {shown})")
-        if name == "dataset":
-            kwargs["help"] = f"{HELP[name]} (default: isbi2015)"
-        if isinstance(value, bool) and name != "pretrained":
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif name == "input_size":
-            kwargs.update(nargs=2, type=int, metavar=("H", "W"))
-        elif name == "eval_splits":
-            kwargs.update(nargs="+", metavar="SPLIT")
-        elif name == "pretrained":
-            kwargs.update(type=_bool_or_path, metavar="false|true|PATH")
+        value = getattr(shown_for, name)
+        if f.default is None and value is not None:
+            text = f"the dataset's; {shown_for.dataset}: {show_value(value)}"
+        elif value is None:
+            text = None                                   # the help text says what unset means
+        elif name == "output_dir":
+            text = "runs/<dataset>-<preset>"
         else:
-            kwargs["type"] = type(value) if value is not None else str
-            if name in _CHOICES:
-                kwargs["choices"] = _CHOICES[name]
-        group.add_argument(flag, **kwargs)
+            text = show_value(value)
+        add_field_option(group, name, shown=text)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -119,32 +66,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     fields = config_fields()
     given = {name: getattr(args, name) for name in fields if hasattr(args, name)}
     if isinstance(args.resume, str):
-        from farnet_lite.checkpoint import load_checkpoint
         base = load_checkpoint(args.resume)["config"].to_dict()
     elif args.config:
         base = TrainConfig.load(args.config).to_dict()
     else:
-        base = TrainConfig.preset(given.get("dataset", "isbi2015"), args.preset).to_dict()
+        base = TrainConfig.preset(given.get("dataset", fields["dataset"].default), args.preset).to_dict()
+    if "dataset" in given and given["dataset"] != base["dataset"]:
+        for name in ("train_split", "val_split", "eval_splits", "input_size", "augment"):
+            base.pop(name, None)                          # another dataset: its own splits and size
     return TrainConfig.from_dict(dict(base, **given))
 
 
-class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Show ``(default: X)`` only where the help text does not already say what the default is."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
-            return text
-        return super()._get_help_string(action)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    formatter = _DefaultsFormatter
-    parser = argparse.ArgumentParser(prog="farnet", formatter_class=formatter,
-                                     description="FARNet landmark detection: train, evaluate, predict, benchmark.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    train = sub.add_parser("train", formatter_class=formatter, help="train a model (one config = one run)",
+def _add_train(sub) -> None:
+    train = sub.add_parser("train", formatter_class=DefaultsFormatter, help="train a model (one config = one run)",
                            description="Train a model; writes config.json, log.csv, last.pt, best.pt and the "
                                        "predictions/metrics of the evaluation splits to --output-dir.")
     train.add_argument("--preset", choices=PRESETS, default="paper",
@@ -156,62 +90,84 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     _add_config_options(train)
 
-    evaluate = sub.add_parser("evaluate", formatter_class=formatter, help="evaluate a checkpoint on splits",
+
+def _add_evaluate(sub) -> None:
+    evaluate = sub.add_parser("evaluate", formatter_class=DefaultsFormatter, help="evaluate a checkpoint on splits",
                               description="Predict dataset splits with a checkpoint; writes predictions_<split>"
                                           ".csv and, for labelled splits, metrics_<split>.json and "
                                           "per_landmark_<split>.csv.")
     evaluate.add_argument("checkpoint", help="a best.pt / last.pt written by farnet train")
-    evaluate.add_argument("--split", nargs="+", default=None, help="splits (default: the run's eval splits)")
-    evaluate.add_argument("--data-root", default=None, help="dataset folder (default: the run's)")
-    evaluate.add_argument("--cache-dir", default=None, help="prepared-cache folder (default: the run's)")
-    evaluate.add_argument("--output-dir", default=None, help="where to write (default: the checkpoint's folder)")
-    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    evaluate.add_argument("--batch-size", type=int, default=None, help="images per forward (default: the run's)")
-    evaluate.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16", "fp16"),
-                          help="inference precision (default: the run's)")
+    add_field_option(evaluate, "eval_splits", default=None, shown="the run's", help="splits to evaluate")
+    add_alias(evaluate, "--split", "eval_splits")
+    add_field_option(evaluate, "data_root", default=None, shown="the run's", help="dataset folder")
+    add_field_option(evaluate, "cache_dir", default=None, shown="the run's", help="prepared-cache folder")
+    add_field_option(evaluate, "batch_size", default=None, shown="the run's", help="images per forward")
+    add_field_option(evaluate, "precision", default=None, shown="the run's")
+    add_field_option(evaluate, "output_dir", default=None, shown="the checkpoint's folder",
+                     help="where to write the predictions and metrics")
+    add_field_option(evaluate, "device", default="auto", shown="auto")
 
-    predict = sub.add_parser("predict", formatter_class=formatter, help="landmarks on your own images",
+
+def _add_predict(sub) -> None:
+    predict = sub.add_parser("predict", formatter_class=DefaultsFormatter, help="landmarks on your own images",
                              description="Predict landmarks on image files or folders; writes predictions.csv "
-                                         "(image_id,landmark,x,y,score in original pixels) and one overlay PNG "
-                                         "per image.")
+                                         "(image_id = the path relative to the folder given, landmark, x, y, "
+                                         "score, source; original pixels, plus x_mm, y_mm for files that state "
+                                         "their pixel spacing) and one overlay PNG per image. Accepted formats: "
+                                         f"{IMAGE_FORMATS}.")
     predict.add_argument("checkpoint", help="a best.pt / last.pt written by farnet train")
-    predict.add_argument("inputs", nargs="+", help="image files and/or folders of images")
-    predict.add_argument("--output-dir", default="predictions", help="where to write the CSV and overlays")
+    predict.add_argument("inputs", nargs="+", help="image files and/or folders of images (PNG, JPEG, BMP, TIFF, "
+                                                   "DICOM)")
+    add_field_option(predict, "output_dir", default="predictions", shown="predictions",
+                     help="where to write the CSV and overlays")
     predict.add_argument("--overlay", action=argparse.BooleanOptionalAction, default=True,
-                         help="write overlays/<image_id>.png")
-    predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    predict.add_argument("--batch-size", type=int, default=4, help="images per forward")
+                         help="write overlays/<image_id>.png (default: on)")
+    add_field_option(predict, "device", default="auto", shown="auto")
+    add_field_option(predict, "batch_size", default=4, shown="4", help="images per forward")
+    predict.add_argument("--on-error", choices=("stop", "skip"), default="stop",
+                         help="an unreadable image: stop before writing anything, or skip it, predict the others "
+                              "and list the skipped ones")
 
-    from farnet_lite.benchmark import add_benchmark_arguments
-    bench = sub.add_parser("benchmark", formatter_class=formatter, help="training / inference speed vs. the "
-                           "official pipeline", description="Measure training and inference images/s and peak "
-                           "memory of this engine and of a re-implementation of the official pipeline.")
-    add_benchmark_arguments(bench)
 
-    from farnet_lite.experiments import TABLES
-    repro = sub.add_parser("reproduce", formatter_class=formatter, help="run a table of the paper and write it "
-                           "beside the paper's numbers", description="Train the runs of a table that are not "
-                           "finished yet (resuming partial ones), gather every matching result and write "
+def _add_reproduce(sub) -> None:
+    repro = sub.add_parser("reproduce", formatter_class=DefaultsFormatter, help="run a table of the paper and "
+                           "write it beside the paper's numbers", description="Train the runs of a table that are "
+                           "not finished yet (resuming partial ones), gather every matching result and write "
                            "<results-dir>/tables/<table>.csv and .md: ours, the paper's, the difference and how "
                            "ours was obtained.")
     repro.add_argument("table", choices=TABLES + ("all",), help="which table")
     repro.add_argument("--quick", action="store_true", help="tiny synthetic datasets, one epoch on the CPU: "
                        "checks the pipeline in minutes; the numbers are not results")
-    repro.add_argument("--data-root", default=None, help="folder holding isbi2015/, hand_dha/, spine_aasce/ "
-                       "(required without --quick)")
-    repro.add_argument("--runs-dir", default=None, help="checkpoints (default runs/reproduce, quick: runs/quick)")
-    repro.add_argument("--results-dir", default=None, help="results and tables (default results, quick: "
+    add_field_option(repro, "data_root", default=None, help="folder holding the dataset folders (isbi2015/, "
+                     "hand_dha/, spine_aasce/); required without --quick")
+    repro.add_argument("--runs-dir", default=None, help="checkpoints (default: runs/reproduce, quick: runs/quick)")
+    repro.add_argument("--results-dir", default=None, help="results and tables (default: results, quick: "
                        "runs/quick/results)")
-    repro.add_argument("--cache-dir", default=None, help="prepared caches (default $FARNET_CACHE)")
-    repro.add_argument("--preset", choices=("paper", "fast"), default="paper", help="training settings")
-    repro.add_argument("--epochs", type=int, default=None, help="epochs (default: the preset's 300)")
-    repro.add_argument("--pretrained", type=_bool_or_path, default=False, help="ImageNet weights: false, true "
-                       "or the path of a state dict")
-    repro.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_field_option(repro, "cache_dir", default=None)
+    repro.add_argument("--preset", choices=tuple(p for p in PRESETS if p != "demo"), default="paper",
+                       help="training settings (TrainConfig.preset)")
+    add_field_option(repro, "epochs", default=None, shown="the preset's")
+    add_field_option(repro, "pretrained", default=None, shown="the preset's: true on the real datasets")
+    add_field_option(repro, "device", default="auto", shown="auto")
     repro.add_argument("--dry-run", action="store_true", help="list what would be trained; write nothing")
     repro.add_argument("--gather-only", action="store_true", help="train nothing: write the tables from the "
                        "results that exist")
     repro.add_argument("--progress", action="store_true", help="tqdm progress bars while training")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="farnet", formatter_class=DefaultsFormatter,
+                                     description="FARNet landmark detection: " + ", ".join(COMMANDS) + ".")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_predict(sub)
+    bench = sub.add_parser("benchmark", formatter_class=DefaultsFormatter, help="training / inference speed vs. "
+                           "the official pipeline", description="Seconds per image (training, evaluation, 800x640 "
+                           "prediction) and peak memory of today's path, the fast CPU path and a re-implementation of "
+                           "the official pipeline, at equal batch size, each in a fresh process on the CPU.")
+    add_benchmark_arguments(bench)
+    _add_reproduce(sub)
     return parser
 
 
@@ -221,7 +177,6 @@ def _run(args) -> int:
         if args.print_config:
             print(config.to_json())
             return 0
-        from farnet_lite.train import train
         result = train(config, resume=args.resume)
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"Run folder: {result.run_dir}  (best epoch {result.best_epoch}, "
@@ -231,8 +186,7 @@ def _run(args) -> int:
                                                  for k, v in summary.items()}))
         return 0
     if args.command == "evaluate":
-        from farnet_lite.evaluate import evaluate
-        results = evaluate(args.checkpoint, args.split, data_root=args.data_root, output_dir=args.output_dir,
+        results = evaluate(args.checkpoint, args.eval_splits, data_root=args.data_root, output_dir=args.output_dir,
                            device=args.device, batch_size=args.batch_size, cache_dir=args.cache_dir,
                            precision=args.precision)
         for split, result in results.items():
@@ -240,20 +194,20 @@ def _run(args) -> int:
             print(f"{split}: {len(result.ids)} images; " + (text if result.summary else "unlabelled"))
         return 0
     if args.command == "predict":
-        from farnet_lite.evaluate import predict
         frame = predict(args.checkpoint, args.inputs, output_dir=args.output_dir, overlay=args.overlay,
-                        device=args.device, batch_size=args.batch_size)
+                        device=args.device, batch_size=args.batch_size, on_error=args.on_error)
         print(f"{frame['image_id'].nunique()} images -> {os.path.join(args.output_dir, 'predictions.csv')}")
-        return 0
+        failed = frame.attrs.get("failed", {})
+        for image_id, reason in failed.items():
+            print(f"farnet predict: skipped {image_id}: {reason}", file=sys.stderr)
+        return 1 if failed and frame.empty else 0   # nothing could be read: an error, even with --on-error skip
     if args.command == "reproduce":
         return _reproduce(args)
-    from farnet_lite.benchmark import run_benchmark
     run_benchmark(args)
     return 0
 
 
 def _reproduce(args) -> int:
-    from farnet_lite.experiments import TABLES, reproduce
     for table in (TABLES if args.table == "all" else (args.table,)):
         result = reproduce(table, quick=args.quick, data_root=args.data_root, runs_dir=args.runs_dir,
                            results_dir=args.results_dir, cache_dir=args.cache_dir, preset=args.preset,
@@ -270,10 +224,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if os.environ.get("FARNET_DEBUG"):
         return _run(args)
-    from farnet_lite.data.sample import DatasetError
     try:
         return _run(args)
-    except (FileNotFoundError, DatasetError, FloatingPointError, ValueError) as err:
+    except OSError as err:  # our own sentences carry no errno; a raw one (disk full, read-only...) gets one
+        message = str(err) if err.errno is None else os_error_sentence(err)
+        print(f"farnet {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except (DatasetError, FloatingPointError, ValueError, RunFolderLocked) as err:
         print(f"farnet {args.command}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

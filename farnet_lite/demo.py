@@ -1,7 +1,5 @@
 """``python -m farnet_lite.demo`` (what ``make demo`` runs): FARNet learns landmarks on the CPU in minutes.
 
-Introduced in notebook 06_training_on_gpu.
-
 1. Writes synthetic cephalograms in the ISBI 2015 layout (``farnet_lite.data.synthetic``): a training set, a
    validation set (the layout's Test1) and, with another seed, held-out images never used for any choice.
 2. Trains FARNet (MSFA + FR on a DenseNet-121 from random initialisation -- no ImageNet weights) with the
@@ -29,25 +27,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from farnet_lite.atomic import atomic_path
 from farnet_lite.config import TrainConfig
-from farnet_lite.evaluate import predict, score_predictions
-from farnet_lite.heatmaps import rescale_points
+from farnet_lite.data.isbi2015 import read_isbi2015
+from farnet_lite.data.synthetic import write_synthetic_isbi
+from farnet_lite.evaluate import predict
+from farnet_lite.floor import mean_shape_baseline
+from farnet_lite.scoring import score_predictions
+from farnet_lite.train import train
 
 DEMO_SIZE = (240, 193)
 """(H, W) of the synthetic cephalograms: the real 2400 x 1935 scaled by 1/10 (0.1 mm/px becomes 1 mm/px)."""
-
-
-def mean_shape_baseline(train_points: np.ndarray, train_sizes: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Predict every landmark at its mean training position, in image-relative coordinates.
-
-    ``train_points`` ``(N, K, 2)`` original pixels of images of ``train_sizes`` ``(N, 2)`` (H, W); returns
-    ``(M, K, 2)`` for images of ``sizes`` ``(M, 2)``. Positions are averaged in a unit grid (via
-    ``rescale_points``), so images of different sizes are handled alike. Introduced in notebook
-    06_training_on_gpu.
-    """
-    unit = rescale_points(train_points, train_sizes, np.ones_like(train_sizes, dtype=np.float64))
-    mean = unit.mean(axis=0)                                                    # (K, 2) in a 1x1 grid
-    return rescale_points(np.broadcast_to(mean, (len(sizes), *mean.shape)), np.ones_like(sizes), sizes)
 
 
 def save_demo_figure(path, images, preds, truths, baseline, errors_px) -> Path:
@@ -70,20 +60,14 @@ def save_demo_figure(path, images, preds, truths, baseline, errors_px) -> Path:
     fig.suptitle("FARNet (CPU demo, random init) vs. the mean-shape baseline on held-out synthetic images",
                  fontsize=9)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, bbox_inches="tight")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, bbox_inches="tight")
     return path
 
 
 def run_demo(workdir, figure="figures/demo_overlay.png", quick: bool = False, epochs=None,
              train_images: int = 64, val_images: int = 16, test_images: int = 32, **overrides) -> dict:
-    """Run the demo in ``workdir``; returns the numbers it prints. Introduced in notebook 06_training_on_gpu."""
-    from farnet_lite.data.isbi2015 import read_isbi2015
-    from farnet_lite.data.synthetic import write_synthetic_isbi
-    from farnet_lite.train import train
-
+    """Run the demo in ``workdir``; returns the numbers it prints."""
     started = time.perf_counter()
     work = Path(workdir)
     if quick:

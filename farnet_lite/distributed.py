@@ -1,7 +1,5 @@
 """Multi-process training through ``torchrun`` (DistributedDataParallel), and the single-process fallback.
 
-Introduced in notebook 06_training_on_gpu.
-
 ``torchrun --nproc_per_node=N -m farnet_lite.cli train ...`` starts N copies of the CLI with ``RANK``,
 ``WORLD_SIZE`` and ``LOCAL_RANK`` in their environment. :func:`setup` joins them into one process group
 (NCCL on GPUs, gloo on CPU). Every rank trains on its own shard of each epoch's sample order, gradients are
@@ -40,7 +38,6 @@ def setup(device_type: str) -> DistInfo:
     """Join the process group that torchrun set up in the environment; ``DistInfo()`` when there is none.
 
     ``device_type`` is ``"cuda"`` (NCCL backend, one GPU per local rank) or ``"cpu"`` (gloo backend).
-    Introduced in notebook 06_training_on_gpu.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:

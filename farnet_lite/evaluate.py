@@ -1,14 +1,18 @@
-"""Prediction and scoring: ``evaluate`` a checkpoint on dataset splits, ``predict`` on your own images.
+"""Inference: ``evaluate`` a checkpoint on dataset splits, ``predict`` on your own images.
 
 Introduced in notebook 06_training_on_gpu.
 
-Decoding (§3.2): the ``final`` heatmaps are decoded in their own grid (argmax, the paper's choice, or
-sub-pixel), moved to the network-input grid and then to the original image with
-:func:`farnet_lite.heatmaps.rescale_points` -- the one grid-change helper -- so predictions are in original
-pixels, 0-based, pixel centres at integers, like the datasets' annotations.
+Decoding (§3.2): the ``final`` heatmaps are decoded (argmax, the paper's choice, or sub-pixel) by the
+:class:`farnet_lite.heatmaps.HeatmapCodec` of their own grid -- the codec the loss encodes with -- which returns
+points in the network-input grid; :func:`farnet_lite.heatmaps.rescale_points`, the one grid-change helper, then
+moves them to the original image, so predictions are in original pixels, 0-based, pixel centres at integers, like
+the datasets' annotations.
+
+Scoring (per dataset) is ``farnet_lite.scoring``; the files are written by ``farnet_lite.outputs``.
 
 The model is put in ``eval()`` mode before predicting (batch-norm running statistics, no dropout). The official
-FARNet ``test.py`` never calls ``model.eval()``, so its reported numbers come from train-mode batch norm.
+FARNet ``test.py`` never calls ``model.eval()``, so its reported numbers come from train-mode batch norm
+(``TrainConfig.eval_batchnorm=False`` reproduces it; ``farnet_lite.audit`` measures what it costs).
 """
 from __future__ import annotations
 
@@ -19,11 +23,23 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from farnet_lite import distributed, metrics
-from farnet_lite.config import DatasetSpec, TrainConfig
+from farnet_lite import distributed
+from farnet_lite.checkpoint import load_model
+from farnet_lite.config import TrainConfig
+from farnet_lite.data.cache import resize_image
+from farnet_lite.data.errors import DatasetError
+from farnet_lite.data.imageio import list_images, read_image, relative_ids
+from farnet_lite.cpu import prepare_cpu
 from farnet_lite.engine import network_input, resolve_device, resolve_precision
-from farnet_lite.heatmaps import decode_heatmaps, rescale_points
-from farnet_lite.outputs import list_images, predictions_frame, save_overlay, write_frame, write_json
+from farnet_lite.heatmaps import HeatmapCodec, rescale_points
+from farnet_lite.metrics import per_landmark_table
+from farnet_lite.outputs import predictions_frame, write_frame, write_json
+from farnet_lite.plots import save_overlay
+from farnet_lite.scoring import score_predictions
+from farnet_lite.splits import prepared_split
+
+
+EVAL_BATCH = 8   # images per inference batch at least (4x faster than batch 1 on a CPU, issue 16)
 
 
 @dataclass
@@ -38,24 +54,23 @@ class EvalResult:
     errors: Optional[np.ndarray]
 
 
-def selection_key(spec: DatasetSpec) -> str:
-    """The validation number that selects ``best.pt`` (lower is better): MRE, or the spine's MSE fraction."""
-    return "mse_fraction" if spec.metric == "fraction" else "mre"
-
-
 @torch.no_grad()
 def predict_batch(model, images: torch.Tensor, input_size, config: TrainConfig,
                   amp_dtype=None) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(B, H, W)`` uint8 images at ``input_size`` -> ``(coords (B, K, 2)`` in the input grid``, scores (B, K))``.
 
-    Introduced in notebook 06_training_on_gpu.
+    The ``final`` heatmaps are decoded by the :class:`~farnet_lite.heatmaps.HeatmapCodec` of *their own* grid --
+    the input size, or half of it for MSFA alone -- with the config's sigma, ``origin`` and ``decode_origin``
+    (the codec the loss drew the targets with), so the coordinates come back in the input grid (x, y), pixel
+    centres at integers.
     """
     device = images.device
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        output = model(network_input(images, config.channels_last))
-    final = output.final.float()                                           # (B, K, h, w)
-    coords, scores = decode_heatmaps(final, method=config.decode)          # in the (h, w) grid
-    return rescale_points(coords, tuple(final.shape[-2:]), tuple(input_size)), scores
+        output = model(network_input(images, config.channels_last, config.official_scaling))
+    final = output.final.float()                                           # (B, K, h, w): h = H or H/2
+    codec = HeatmapCodec(tuple(input_size), tuple(final.shape[-2:]), config.sigma, config.origin,
+                         config.decode_origin)
+    return codec.decode(final, config.decode)                              # (B, K, 2) input grid, (B, K)
 
 
 def predict_cache(model, cache, config: TrainConfig, device, amp_dtype=None, batch_size: Optional[int] = None,
@@ -63,10 +78,13 @@ def predict_cache(model, cache, config: TrainConfig, device, amp_dtype=None, bat
     """Predict every image of a ``PreparedCache``: ``(points (N, K, 2)`` original pixels``, scores (N, K))``.
 
     Under torchrun each rank predicts every ``world_size``-th image and the results are gathered, so every rank
-    returns the complete arrays. Introduced in notebook 06_training_on_gpu.
+    returns the complete arrays. ``config.eval_batchnorm=False`` reproduces the official ``test.py``: no
+    ``eval()``, so BatchNorm normalises each image (batch size 1) with its own statistics -- and, as there, the
+    model's running statistics change.
     """
-    model.eval()
-    batch_size = batch_size or max(config.batch_size, 1)
+    model.train(not config.eval_batchnorm)
+    # batched inference (eval-mode BatchNorm: a batch gives the same predictions as single images, faster)
+    batch_size = (batch_size or max(config.batch_size, EVAL_BATCH)) if config.eval_batchnorm else 1
     mine = np.arange(len(cache.images))[info.rank::info.world_size]
     coords, scores = [], []
     for start in range(0, len(mine), batch_size):
@@ -85,52 +103,32 @@ def predict_cache(model, cache, config: TrainConfig, device, amp_dtype=None, bat
     return rescale_points(pred, tuple(cache.size), sizes), score
 
 
-def score_predictions(pred: np.ndarray, truth: np.ndarray, sizes: np.ndarray,
-                      spec: DatasetSpec) -> Tuple[dict, Optional[np.ndarray], np.ndarray]:
-    """Score the images whose landmarks are all known: ``(summary, errors (M, K), labelled mask (N,))``.
-
-    ``spacing``: radial errors in mm (ISBI: 0.1 mm/px) and SDR at the dataset radii; ``wrist``: mm by the 50 mm
-    wrist width (hand); ``fraction`` (spine): MSE as a fraction of the image size and Pearson rho, with pixel
-    MRE for reference. Empty summary for an unlabelled split. Introduced in notebook 06_training_on_gpu.
-    """
-    labelled = np.isfinite(truth).all(axis=(1, 2))
-    if not labelled.any():
-        return {}, None, labelled
-    p, t = pred[labelled], truth[labelled]
-    if spec.metric == "spacing":
-        errors = metrics.radial_errors(p, t, spec.spacing_mm)
-        summary = dict(metrics.summarize(errors, spec.radii), unit="mm")
-    elif spec.metric == "wrist":
-        errors = metrics.hand_errors_mm(p, t)
-        summary = dict(metrics.summarize(errors, spec.radii), unit="mm")
-    else:
-        errors = metrics.radial_errors(p, t)
-        summary = dict(metrics.summarize(errors, ()), unit="px",
-                       mse_fraction=metrics.spine_mse_fraction(p, t, sizes[labelled]),
-                       pearson=metrics.spine_pearson(p, t, sizes[labelled]))
-    return summary, errors, labelled
-
-
 def evaluate_cache(model, cache, config: TrainConfig, device, amp_dtype=None,
                    info: distributed.DistInfo = distributed.DistInfo(), output_dir=None,
                    split: Optional[str] = None, batch_size: Optional[int] = None) -> EvalResult:
     """Predict a prepared split, score it if labelled and (with ``output_dir``) write its files:
     ``predictions_<split>.csv`` always; ``metrics_<split>.json`` and ``per_landmark_<split>.csv`` if labelled.
-
-    Introduced in notebook 06_training_on_gpu.
     """
     pred, scores = predict_cache(model, cache, config, device, amp_dtype, batch_size, info)
     sizes = np.asarray(cache.original_sizes, dtype=np.float64)
     truth = rescale_points(np.asarray(cache.landmarks, dtype=np.float64), tuple(cache.size), sizes)
-    summary, errors, labelled = score_predictions(pred, truth, sizes, config.spec)
+    if config.truncate_truth:  # the official scorer: np.trunc of the ground truth (rounded first: the grid
+        truth = np.trunc(np.round(truth, 6))  # round trip leaves 1e-13 px, which must not turn 301 into 300)
+    spacings = getattr(cache, "spacings", None)                             # (N,) mm, your own CSV only
+    summary, errors, labelled = score_predictions(pred, truth, sizes, config.spec, spacings)
     ids = [str(i) for i in cache.ids]
     if output_dir is not None:
         out = Path(output_dir)
-        write_frame(out / f"predictions_{split}.csv", predictions_frame(ids, pred, scores), index=False)
+        write_frame(out / f"predictions_{split}.csv", predictions_frame(ids, pred, scores, spacings=spacings),
+                    index=False)
         if summary:
+            radii = config.spec.radii if summary.get("unit") == "mm" else ()
             write_json(out / f"metrics_{split}.json",
                        dict(summary, dataset=config.dataset, split=split, labelled_images=int(labelled.sum())))
-            write_frame(out / f"per_landmark_{split}.csv", metrics.per_landmark_table(errors, config.spec.radii))
+            write_frame(out / f"per_landmark_{split}.csv", per_landmark_table(errors, radii))
+        elif info.is_main:  # e.g. ISBI Test2 in ../shared/data: scored wherever a copy has its labels
+            print(f"{split}: labels not present in this copy; predictions written to "
+                  f"{out / f'predictions_{split}.csv'}, no metrics.")
     return EvalResult(ids=ids, pred=pred, scores=scores, summary=summary, errors=errors)
 
 
@@ -143,10 +141,8 @@ def evaluate(checkpoint, splits: Optional[Sequence[str]] = None, *, data_root=No
     ``output_dir`` defaults to the checkpoint's folder. Returns ``{split: EvalResult}``.
     Introduced in notebook 06_training_on_gpu.
     """
-    from farnet_lite.checkpoint import load_model
-    from farnet_lite.splits import prepared_split
-
     torch_device = resolve_device(device)
+    prepare_cpu(torch_device)            # allocator + all cores (farnet_lite.cpu)
     model, config = load_model(checkpoint, torch_device)
     changes = {k: v for k, v in dict(data_root=data_root, cache_dir=cache_dir, precision=precision).items()
                if v is not None}
@@ -161,44 +157,75 @@ def evaluate(checkpoint, splits: Optional[Sequence[str]] = None, *, data_root=No
     return results
 
 
-def predict(checkpoint, inputs: Union[str, Path, np.ndarray, Iterable], *, output_dir=None, overlay: bool = True,
-            device: str = "auto", batch_size: int = 4):
-    """Landmarks on your own radiographs with a trained checkpoint.
+ON_ERROR = ("stop", "skip")
 
-    ``inputs``: an image file, a folder of images, a list of files, or (H, W) uint8 arrays. With
-    ``output_dir``, writes ``predictions.csv`` (``image_id,landmark,x,y,score``, original pixels) and, with
-    ``overlay``, ``overlays/<image_id>.png``. Returns the predictions as a pandas DataFrame.
-    Introduced in notebook 06_training_on_gpu.
-    """
-    from farnet_lite.checkpoint import load_model
-    from farnet_lite.data.cache import resize_image
-    from farnet_lite.data.imageio import load_grey
 
-    torch_device = resolve_device(device)
-    model, config = load_model(checkpoint, torch_device)
-    amp_dtype = resolve_precision(config.precision, torch_device)
+def _prediction_inputs(inputs) -> List[tuple]:
+    """``(image_id, source or None, read)`` per image; ``read()`` -> ``(image (H, W) uint8, spacing or None)``."""
     if isinstance(inputs, (str, Path, np.ndarray)):
         inputs = [inputs]
     items = list(inputs)
     if items and all(isinstance(i, np.ndarray) for i in items):
-        ids, loaders = [f"image{i}" for i in range(len(items))], [lambda a=a: a for a in items]
-    else:
-        paths = list_images(items)
-        ids, loaders = [p.stem for p in paths], [lambda p=p: load_grey(p) for p in paths]
-    out = Path(output_dir) if output_dir is not None else None
-    points, scores = [], []
-    for start in range(0, len(ids), batch_size):
-        originals = [load() for load in loaders[start:start + batch_size]]
-        batch = torch.from_numpy(np.stack([resize_image(im, config.input_size) for im in originals]))
-        coords, score = predict_batch(model, batch.to(torch_device), config.input_size, config, amp_dtype)
-        sizes = np.array([im.shape[:2] for im in originals], dtype=np.float64)
-        coords = rescale_points(coords.cpu().double().numpy(), tuple(config.input_size), sizes)
-        points.append(coords)
-        scores.append(score.cpu().double().numpy())
-        if out is not None and overlay:
-            for image_id, image, p in zip(ids[start:], originals, coords):
-                save_overlay(out / "overlays" / f"{image_id}.png", image, p, title=image_id)
-    frame = predictions_frame(ids, np.concatenate(points), np.concatenate(scores))
-    if out is not None:
+        return [(f"image{i}", None, lambda a=a: (a, None)) for i, a in enumerate(items)]
+    paths = list_images(items)
+    return [(image_id, str(path), lambda p=path: read_image(p)) for image_id, path in zip(relative_ids(paths), paths)]
+
+
+def _predict_images(model, originals, config: TrainConfig, device, amp_dtype) -> Tuple[np.ndarray, np.ndarray]:
+    """``(points (B, K, 2)`` original pixels``, scores (B, K))`` of a list of ``(H, W)`` uint8 images."""
+    batch = torch.from_numpy(np.stack([resize_image(im, config.input_size) for im in originals]))
+    coords, score = predict_batch(model, batch.to(device), config.input_size, config, amp_dtype)
+    sizes = np.array([im.shape[:2] for im in originals], dtype=np.float64)               # (B, 2) as (H, W)
+    coords = rescale_points(coords.cpu().double().numpy(), tuple(config.input_size), sizes)
+    return coords, score.cpu().double().numpy()
+
+
+def predict(checkpoint, inputs: Union[str, Path, np.ndarray, Iterable], *, output_dir=None, overlay: bool = True,
+            device: str = "auto", batch_size: int = 4, on_error: str = "stop"):
+    """Landmarks on your own radiographs with a trained checkpoint.
+
+    ``inputs``: an image file, a folder of images (PNG, JPEG, BMP, TIFF, DICOM), a list of them, or (H, W) uint8
+    arrays. Each image's id is its path relative to the folder holding all inputs (``a/image.png`` and
+    ``b/image.png`` stay apart). With ``output_dir``, writes ``predictions.csv`` (``image_id,landmark,x,y,score,
+    source``, original pixels, plus ``x_mm, y_mm`` where the file states its spacing) and, with ``overlay``,
+    ``overlays/<image_id>.png``. ``on_error``: ``"stop"`` (default) raises DatasetError at the first unreadable
+    image before anything is written; ``"skip"`` predicts the others and lists the failures in
+    ``frame.attrs["failed"]`` (``{image_id: reason}``). Returns the predictions as a pandas DataFrame.
+    Introduced in notebook 06_training_on_gpu.
+    """
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}.")
+    torch_device = resolve_device(device)
+    prepare_cpu(torch_device)            # allocator + all cores (farnet_lite.cpu)
+    model, config = load_model(checkpoint, torch_device)
+    amp_dtype = resolve_precision(config.precision, torch_device)
+    items = _prediction_inputs(inputs)
+    done, points, scores, spacings, failed = [], [], [], [], {}
+    for start in range(0, len(items), batch_size):
+        originals = []
+        for image_id, source, read in items[start:start + batch_size]:
+            try:
+                image, spacing = read()
+            except DatasetError as err:
+                if on_error == "stop":
+                    raise DatasetError(f"{str(err).rstrip('.')}; nothing was written: fix or remove that file, "
+                                       f"or pass --on-error skip to predict the other images.") from err
+                failed[image_id] = str(err)
+                continue
+            originals.append(image)
+            done.append((image_id, source, read))
+            spacings.append((np.nan, np.nan) if spacing is None else spacing)
+        if originals:
+            coords, score = _predict_images(model, originals, config, torch_device, amp_dtype)
+            points.append(coords)
+            scores.append(score)
+    frame = predictions_frame([d[0] for d in done], np.concatenate(points) if points else np.zeros((0, 0, 2)),
+                              np.concatenate(scores) if scores else np.zeros((0, 0)),
+                              sources=[d[1] or "" for d in done], spacings=np.array(spacings).reshape(-1, 2))
+    frame.attrs["failed"] = failed
+    if output_dir is not None:
+        out = Path(output_dir)
         write_frame(out / "predictions.csv", frame, index=False)
+        for (image_id, _, read), p in zip(done, np.concatenate(points) if overlay and points else []):
+            save_overlay(out / "overlays" / f"{image_id}.png", read()[0], p, title=image_id)
     return frame

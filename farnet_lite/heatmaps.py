@@ -24,10 +24,20 @@ centre has coordinate 1 -- while its decoder reads the argmax index 0-based. Eve
 pixel up-left of the landmark, and every prediction inherits that bias (about 1 px per axis in the network grid,
 ~0.43 mm on ISBI at 800x640). ``origin=OFFICIAL_ORIGIN`` reproduces that grid so notebook 01 can measure it;
 the default ``origin=0`` is the correct, unbiased one.
+
+The codec
+---------
+:class:`HeatmapCodec` is the one place where points and heatmaps meet, used by the loss (``encode``, one codec per
+supervised output grid) and by inference (``decode``). It owns the grid change between the network-input grid
+and the heatmap grid and applies ``origin`` on both sides, so ``decode(encode(p)) == p`` (exactly with
+``"subpixel"`` up to float rounding; within half a heatmap pixel per axis with ``"argmax"``). The official
+pipeline -- targets on the 1-based grid, argmax read 0-based -- is the explicit
+``HeatmapCodec(..., origin=OFFICIAL_ORIGIN, decode_origin=0.0)``.
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -148,3 +158,61 @@ def decode_heatmaps(heatmaps: torch.Tensor, method: str = "argmax",
     x = log_parabola_vertex(ix, 1, width, iy * width)
     y = log_parabola_vertex(iy, width, height, ix)
     return torch.stack([x, y], dim=-1) + origin, scores
+
+
+@dataclass(frozen=True)
+class HeatmapCodec:
+    """Points in the network-input grid <-> Gaussian heatmaps (Eq. 1) on one output's grid.
+
+    Introduced in notebook 01_heatmap_ground_truth.
+
+    Args:
+        input_size: ``(H, W)`` of the network input, the grid the points live in.
+        heatmap_size: ``(h, w)`` of the heatmaps: the input size for FR / FR* / U-Net / FPN, half of it for the
+            MSFA heatmaps (the ``coarse`` output, or ``final`` of MSFA alone).
+        sigma: Gaussian standard deviation in pixels of the *heatmap* grid (paper: 10 on both outputs).
+        origin: coordinate of the first pixel centre of the heatmap grid; 0 (default) or :data:`OFFICIAL_ORIGIN`.
+        decode_origin: origin ``decode`` reads the argmax with; None (default) means ``origin``, so decode inverts
+            encode. ``origin=OFFICIAL_ORIGIN, decode_origin=0.0`` reproduces the official code's bias (one heatmap
+            pixel up-left per axis).
+
+    ``encode(points (B, K, 2) (x, y) input grid) -> (B, K, h, w)``; ``decode(heatmaps (B, K, h, w), method) ->
+    (points (B, K, 2) input grid, scores (B, K))``. Pixel centres at integers, 0-based, in both grids; the grid
+    change is :func:`rescale_points` (``x -> (x + 0.5) * w / W - 0.5``).
+    """
+
+    input_size: Tuple[int, int]
+    heatmap_size: Tuple[int, int]
+    sigma: float = 10.0
+    origin: float = 0.0
+    decode_origin: Optional[float] = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
+        object.__setattr__(self, "heatmap_size", tuple(int(v) for v in self.heatmap_size))
+        if len(self.input_size) != 2 or len(self.heatmap_size) != 2:
+            raise ValueError(f"input_size and heatmap_size must be (H, W), got {self.input_size}, "
+                             f"{self.heatmap_size}")
+
+    def encode(self, points: ArrayLike) -> torch.Tensor:
+        """``(B, K, 2)`` ``(x, y)`` in the input grid (NaN: missing) -> ``(B, K, h, w)`` targets on the points' device.
+
+        Float32 unless the points are float64.
+        """
+        points = torch.as_tensor(points)
+        if not points.is_floating_point():
+            points = points.float()
+        on_grid = rescale_points(points, self.input_size, self.heatmap_size)    # (B, K, 2) heatmap grid
+        return encode_heatmaps(on_grid, self.heatmap_size, self.sigma, self.origin)
+
+    def decode(self, heatmaps: torch.Tensor, method: str = "argmax") -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(B, K, h, w)`` -> ``(points (B, K, 2)`` ``(x, y)`` in the input grid, float32``, scores (B, K))``.
+
+        ``method``: ``"argmax"`` or ``"subpixel"`` (see :func:`decode_heatmaps`).
+        """
+        if tuple(heatmaps.shape[-2:]) != self.heatmap_size:
+            raise ValueError(f"heatmaps of size {tuple(heatmaps.shape[-2:])} given to a codec for "
+                             f"{self.heatmap_size}; build the codec with the output's own size")
+        read_origin = self.origin if self.decode_origin is None else self.decode_origin
+        coords, scores = decode_heatmaps(heatmaps, method, origin=read_origin)    # (B, K, 2) heatmap grid
+        return rescale_points(coords, self.heatmap_size, self.input_size), scores

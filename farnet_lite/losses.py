@@ -9,11 +9,11 @@ out of a bf16/fp16 autocast region, because ``alpha ** y`` and the squared error
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from farnet_lite.heatmaps import encode_heatmaps, rescale_points
+from farnet_lite.heatmaps import HeatmapCodec
 
 
 def l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -28,7 +28,7 @@ def ewc_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 40.0) -> t
     """Paper Eq. 3, exponential weighted center loss: ``mean((y - y_hat)^2 * alpha^y)``, alpha = 40.
 
     The weight ``alpha^y`` is 1 far from a landmark (y = 0) and alpha at its centre (y = 1), so the few pixels
-    near the landmark are no longer drowned by the many background pixels (paper Fig. 4).
+    near the landmark are no longer drowned by the many background pixels (paper Fig. 4 plots this loss).
 
     Introduced in notebook 02_ewc_loss.
     """
@@ -75,21 +75,26 @@ def heatmap_loss_fn(name: str, alpha: float = 40.0) -> Callable[[torch.Tensor, t
 
 def coarse_to_fine_loss(output, points: torch.Tensor, input_size: Tuple[int, int], sigma: float = 10.0,
                         loss: str = "ewc", alpha: float = 40.0, origin: float = 0.0,
-                        return_parts: bool = False):
-    """Coarse-to-fine supervision (§3.3): the loss of every supervised output, each against its own targets.
+                        return_parts: bool = False, mask: Optional[torch.Tensor] = None):
+    """Coarse-to-fine supervision (§3.4): the loss of every supervised output, each against its own targets.
 
     Each output (``output.final`` and, for MSFA+FR, ``output.coarse`` at half resolution) gets Gaussian targets
-    drawn on *its own* pixel grid, with the same sigma in that grid's pixels; the landmark positions are moved from
-    the input grid with :func:`~farnet_lite.heatmaps.rescale_points`. The targets are built on the outputs' device
-    inside the step, from coordinates -- no per-sample numpy maps.
+    drawn on *its own* pixel grid, with the same sigma in that grid's pixels, by the
+    :class:`~farnet_lite.heatmaps.HeatmapCodec` of that grid -- the codec inference decodes with. The targets are
+    built on the outputs' device inside the step, from coordinates -- no per-sample numpy maps.
 
     Args:
         output: a ``HeatmapOutput(final, coarse)`` (``coarse`` may be None), or a tuple of tensors.
-        points: ``(B, K, 2)`` landmark ``(x, y)`` in the network-input grid; NaN for landmarks to ignore
-            (their target is all zero).
+        points: ``(B, K, 2)`` landmark ``(x, y)`` in the network-input grid; NaN for a landmark outside the
+            image (its target is all zero: "no peak here" is what the network should learn).
         input_size: ``(H, W)`` of the network input.
+        sigma: Gaussian standard deviation in pixels of each output's own grid (Eq. 1).
+        origin: first pixel-centre coordinate of the target grids (``OFFICIAL_ORIGIN`` for the official targets).
         loss: ``"ewc"`` (Eq. 3, default), ``"l2"`` (Eq. 2) or ``"aw"`` (Adaptive Wing).
         return_parts: also return a dict of the per-output losses (as floats) for logging.
+        mask: ``(B, K)`` bool, False for a landmark that is not annotated (missing in the dataset): its heatmap
+            is left out of the loss (the mean runs over the kept heatmaps' pixels) instead of being pulled
+            towards an all-zero target. None: every heatmap counts.
 
     Returns:
         The summed scalar loss, or ``(loss, parts)`` with ``return_parts=True``.
@@ -103,9 +108,14 @@ def coarse_to_fine_loss(output, points: torch.Tensor, input_size: Tuple[int, int
     for name, heatmaps in zip(names, output):
         if heatmaps is None:
             continue
-        grid = tuple(heatmaps.shape[-2:])
-        targets = encode_heatmaps(rescale_points(points.float(), input_size, grid), grid, sigma, origin)
-        value = loss_fn(heatmaps, targets)
+        codec = HeatmapCodec(input_size, tuple(heatmaps.shape[-2:]), sigma, origin)
+        targets = codec.encode(points.float())                                # (B, K, h, w) on this output's grid
+        if mask is None:
+            value = loss_fn(heatmaps, targets)
+        elif bool(mask.any()):
+            value = loss_fn(heatmaps[mask], targets[mask])                   # (M, h, w): kept heatmaps only
+        else:
+            value = heatmaps.float().sum() * 0.0                             # nothing annotated in the batch
         if return_parts:  # float() waits for the device: only when asked for
             parts[name] = float(value.detach())
         total = value if total is None else total + value
@@ -115,7 +125,7 @@ def coarse_to_fine_loss(output, points: torch.Tensor, input_size: Tuple[int, int
 
 
 def ewc_weight(y, alpha: float = 40.0):
-    """The EWC per-pixel weight ``alpha ** y`` of Eq. 3 (the curve of paper Fig. 4); numbers or tensors.
+    """The EWC per-pixel weight ``alpha ** y`` of Eq. 3 (the factor of the loss in paper Fig. 4); numbers or tensors.
 
     Introduced in notebook 02_ewc_loss.
     """

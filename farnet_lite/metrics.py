@@ -26,11 +26,7 @@ from typing import Dict, Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-ISBI_SPACING_MM = 0.1
-ISBI_RADII_MM = (2.0, 2.5, 3.0, 4.0)
-HAND_RADII_MM = (2.0, 4.0, 10.0)
-HAND_WRIST_WIDTH_MM = 50.0
-HAND_WRIST_LANDMARKS = (1, 5)
+from farnet_lite.data.hand import HAND_WRIST_LANDMARKS, HAND_WRIST_WIDTH_MM
 
 
 def _points(array) -> np.ndarray:
@@ -76,7 +72,7 @@ def hand_errors_mm(pred, gt) -> np.ndarray:
 def mre_sd(errors) -> tuple:
     """Mean radial error and its standard deviation over all entries (population SD, numpy's default).
 
-    NaN entries (unlabelled landmarks) are ignored. Introduced in notebook 06_training_on_gpu.
+    NaN entries (unlabelled landmarks) are ignored. Introduced in notebook 10_table4_hand.
     """
     errors = np.asarray(errors, dtype=np.float64)
     return float(np.nanmean(errors)), float(np.nanstd(errors))
@@ -96,8 +92,6 @@ def sdr(errors, radii: Iterable[float]) -> Dict[float, float]:
 
 def summarize(errors, radii: Iterable[float]) -> Dict[str, float]:
     """``{"mre": .., "sd": .., "sdr_2.0": .., ...}`` for a ``(N, K)`` error array.
-
-    Introduced in notebook 06_training_on_gpu.
     """
     mre, sd = mre_sd(errors)
     out = {"mre": mre, "sd": sd, "n_images": int(np.asarray(errors).shape[0])}
@@ -106,10 +100,7 @@ def summarize(errors, radii: Iterable[float]) -> Dict[str, float]:
 
 
 def per_landmark_table(errors, radii: Iterable[float], names: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    """One row per landmark (1-based index, as in the datasets): MRE, SD and SDR at each radius.
-
-    Introduced in notebook 06_training_on_gpu.
-    """
+    """One row per landmark (1-based index, as in the datasets): MRE, SD and SDR at each radius."""
     errors = np.asarray(errors, dtype=np.float64)
     radii = list(radii)
     rows = []

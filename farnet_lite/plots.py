@@ -25,11 +25,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from farnet_lite.atomic import atomic_path
+from farnet_lite.datasets import ISBI2015
 from farnet_lite.losses import ewc_weight
 
 PRED_COLOR = "red"     # paper Fig. 5
 TRUTH_COLOR = "blue"   # paper Fig. 5
-SDR_MARKS_MM = (2.0, 2.5, 3.0, 4.0)  # the ISBI 2015 radii of Table 1
 
 
 def save_figure(fig: Figure, name: str, directory="figures") -> List[Path]:
@@ -141,7 +141,7 @@ def plot_predictions(examples: Sequence[Tuple[str, np.ndarray, np.ndarray, Optio
 # --- Fig. 4 -----------------------------------------------------------------------------------------------------
 
 def plot_ewc_weight(alphas: Sequence[float] = (1, 10, 20, 40, 80), highlight: float = 40.0) -> Figure:
-    """Paper Fig. 4: the EWC weight ``alpha ** y`` (Eq. 3) against the target ``y`` and against the distance.
+    """The EWC weight ``alpha ** y`` (Eq. 3; paper Fig. 4 plots the loss it weights) against ``y`` and the distance.
 
     Left: weight vs target value ``y`` in [0, 1]. Right: the same weight vs ``d / sigma``, the distance from the
     landmark in units of the Gaussian's sigma, through Eq. 1 ``y = exp(-d^2 / 2 sigma^2)``. ``highlight`` (the
@@ -157,7 +157,7 @@ def plot_ewc_weight(alphas: Sequence[float] = (1, 10, 20, 40, 80), highlight: fl
         label = f"α = {alpha:g}" + (" (paper)" if paper else " (L2)" if float(alpha) == 1.0 else "")
         ax_y.plot(y, ewc_weight(y, float(alpha)), label=label, **style)
         ax_d.plot(d_over_sigma, ewc_weight(np.exp(-d_over_sigma ** 2 / 2), float(alpha)), label=label, **style)
-    ax_y.set(xlabel="target value $y$", ylabel=r"weight $\alpha^{y}$", title="EWC weight vs target (paper Fig. 4)")
+    ax_y.set(xlabel="target value $y$", ylabel=r"weight $\alpha^{y}$", title="EWC weight (Fig. 4's loss)")
     ax_d.set(xlabel=r"distance from the landmark $d/\sigma$", ylabel=r"weight $\alpha^{y}$",
              title="the same weight on the image")
     for ax in (ax_y, ax_d):
@@ -213,7 +213,6 @@ def sdr_curve(errors, radii) -> np.ndarray:
 
     ``errors``: radial errors of any shape; ``radii``: 1-D. Returns ``(len(radii),)`` float64 percentages, all NaN
     when there is no finite error. At a single r this is :func:`farnet_lite.metrics.sdr`.
-    Introduced in notebook 07_table1_backbones.
     """
     errors = np.asarray(errors, dtype=np.float64).ravel()
     valid = np.sort(errors[np.isfinite(errors)])
@@ -224,7 +223,7 @@ def sdr_curve(errors, radii) -> np.ndarray:
     return 100.0 * (count / valid.size)
 
 
-def plot_sdr_curves(errors: Mapping[str, np.ndarray], *, radii=None, marks=SDR_MARKS_MM,
+def plot_sdr_curves(errors: Mapping[str, np.ndarray], *, radii=None, marks=ISBI2015.radii,
                     unit: str = "mm") -> Figure:
     """SDR (%) against the detection radius, one curve per label; dotted vertical lines at ``marks``.
 
@@ -257,7 +256,7 @@ def plot_per_landmark_errors(errors: Mapping[str, np.ndarray], names: Optional[S
     """Box plot of the radial error of each landmark (x, numbered 1..K), one colour per label.
 
     ``errors``: ``{label: (M, K) radial errors}`` of M images (NaN ignored); ``names`` (K,) landmark names, shown
-    in the tick labels when K <= 20 (e.g. ``ISBI_LANDMARK_NAMES``). Introduced in notebook 07_table1_backbones.
+    in the tick labels when K <= 20 (e.g. ``ISBI_LANDMARK_NAMES``). Introduced in notebook 08_table2_ablation.
     """
     import seaborn as sns  # slow to import; only this plot needs it
 
@@ -331,3 +330,36 @@ def plot_metric_bars(frame: pd.DataFrame, metric: str, *, ours: str = "ours", pa
     ax.legend(handles=[Patch(color="tab:red", label=ours), Patch(color="tab:gray", label=paper)], fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def save_overlay(path, image: np.ndarray, pred: np.ndarray, truth: Optional[np.ndarray] = None,
+                 title: Optional[str] = None, numbers: bool = True) -> Path:
+    """A PNG of the radiograph with predicted (red +) and, if given, true (green o) landmarks, numbered 1..K.
+
+    ``image`` ``(H, W)`` uint8; ``pred`` / ``truth`` ``(K, 2)`` ``(x, y)`` original pixels (pixel centres at
+    integers, which is also matplotlib's ``imshow`` convention). ``farnet predict`` writes one per image.
+    """
+    height, width = image.shape[:2]
+    scale = 6.0 / max(height, width)
+    fig = Figure(figsize=(max(width * scale, 2.5), max(height * scale, 2.5) + (0.3 if title else 0)), dpi=120)
+    ax = fig.add_axes((0, 0, 1, 0.94 if title else 1))
+    ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    if truth is not None:
+        ax.scatter(truth[:, 0], truth[:, 1], s=22, facecolors="none", edgecolors="lime", linewidths=1.2,
+                   label="truth")
+        for p, t in zip(pred, truth):
+            if np.all(np.isfinite(t)):
+                ax.plot([p[0], t[0]], [p[1], t[1]], color="yellow", linewidth=0.7)
+    ax.scatter(pred[:, 0], pred[:, 1], s=26, marker="+", color="red", linewidths=1.2, label="prediction")
+    if numbers:
+        for k, (x, y) in enumerate(pred, start=1):
+            ax.annotate(str(k), (x, y), xytext=(3, 3), textcoords="offset points", color="red", fontsize=6)
+    ax.set_xlim(-0.5, width - 0.5)
+    ax.set_ylim(height - 0.5, -0.5)
+    ax.axis("off")
+    ax.legend(loc="lower right", fontsize=7, framealpha=0.6)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    return Path(path)

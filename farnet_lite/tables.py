@@ -2,17 +2,18 @@
 
 Introduced in notebook 07_table1_backbones (and used by 08-11 and ``farnet reproduce``).
 
-``gather_table(table, results_dir)`` looks at every run folder under ``results_dir`` (a ``config.json`` with
-metrics beside it), matches it to the table's experiments by identity (dataset, system, backbone, loss, training
-split, fold -- not by input size or epochs) and reads its ``metrics_<split>.json``. When several runs match one
-cell, the one closest to the paper's conditions is used: ImageNet weights first, then a finished schedule, then
-the larger input, then more epochs -- never the better score. Cross-validation rows pool their folds: MRE, SDR
-and the spine MSE weighted by the number of test images, the SD from the pooled second moment (exact for the
-population SD of ``metrics.mre_sd``), the spine Pearson rho as the mean over folds (it cannot be pooled from
-summaries); a pooled value is only shown when every fold is done.
+A gathered table follows the paper (``farnet_lite.paper``: one CSV line per printed row): the printed rows in the
+printed order with the printed names -- other methods the paper quotes (``literature``: the paper's number only) and
+the paper's own rows, whose "ours" comes from the runs of the ``Experiment`` named in the CSV's ``kit_row`` -- then
+the kit's rows the paper has none for (cross-validation folds, ...). Metric columns: the paper's, in its order, then
+the ones only we report (our SD on ISBI: the paper gives no SD in Tables 1-3).
 
-The paper's numbers live in ``farnet_lite/paper/table<N>.csv`` (``row, split, metric, value, kind, source, note``);
-an empty ``value`` is a cell that has not been transcribed, shown as "n/a" and never filled by guesswork.
+``gather_table`` matches every run folder under ``results_dir`` (a ``config.json`` beside predictions) to the
+table's experiments by identity (dataset, system, backbone, loss, training split, fold -- not input size or epochs).
+Of several runs of one cell it takes the closest to the paper's conditions: ImageNet weights, then a finished
+schedule, then the larger input, then more epochs -- never the better score. A run that selected its checkpoint
+(ISBI: on Test1) also shows its last epoch (``last_epoch/``), labelled. Cross-validation rows pool their folds
+(:func:`pool_folds`) once every fold is done.
 """
 from __future__ import annotations
 
@@ -26,43 +27,25 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 import pandas as pd
 
+from farnet_lite.config import TrainConfig
+from farnet_lite.datasets import DATASETS
 from farnet_lite.experiments import Experiment, epochs_done, synthetic_name, table_experiments
+from farnet_lite.outputs import atomic_write_text, read_predictions, write_frame
+from farnet_lite.paper import load_paper_numbers, paper_table, table_columns
+from farnet_lite.scoring import score_predictions
+from farnet_lite.splits import open_split
 
-PAPER_DIR = Path(__file__).with_name("paper")
-
-METRICS = {
-    "isbi2015": (("mre", "MRE (mm)"), ("sd", "SD (mm)"), ("sdr_2", "SDR 2 mm (%)"), ("sdr_2.5", "SDR 2.5 mm (%)"),
-                 ("sdr_3", "SDR 3 mm (%)"), ("sdr_4", "SDR 4 mm (%)")),
-    "hand": (("mre", "MRE (mm)"), ("sd", "SD (mm)"), ("sdr_2", "SDR 2 mm (%)"), ("sdr_4", "SDR 4 mm (%)"),
-             ("sdr_10", "SDR 10 mm (%)")),
-    "spine": (("mse_fraction", "MSE (fraction of image)"), ("pearson", "Pearson ρ")),
-}
-"""The metrics shown per dataset, ``(key in metrics_<split>.json, column title)``. Lower is better for MRE, SD and
-MSE; higher for SDR and Pearson."""
-
-SPLIT_TITLES = {"test1": "Test1", "test2": "Test2", "test": "test folds", "cv-val": "CV folds"}
+FLOOR_FOLDER, FLOOR_TABLES = "mean-shape", ("table3", "table4", "table5")
+"""``<results>/<dataset>/mean-shape/metrics_<split>.json``: the no-learning floor (every landmark at its mean training
+position), shown as an "ours only" row of Tables 3-5 when present."""
+SPLIT_TITLES = {"test1": "Test1", "test2": "Test2", "test": "test", "test50": "test (50 images)", "cv-val": "CV folds"}
 TITLES = {
     "table1": "Table 1 · FARNet with six ImageNet backbones, ISBI 2015 Test1",
     "table2": "Table 2 · Ablation of the decoder and the loss, ISBI 2015 Test1",
-    "table3": "Table 3 · FARNet on the ISBI 2015 cephalograms, Test1 and Test2",
-    "table4": "Table 4 · FARNet on the Digital Hand Atlas, 3-fold cross-validation (Payer et al.)",
-    "table5": "Table 5 · FARNet on the AASCE spine radiographs, 5-fold CV and test set",
+    "table3": "Table 3 · FARNet and prior methods on the ISBI 2015 cephalograms, Test1 and Test2",
+    "table4": "Table 4 · FARNet and prior methods on the Digital Hand Atlas, 3-fold cross-validation (Payer et al.)",
+    "table5": "Table 5 · FARNet and prior methods on the AASCE spine radiographs",
 }
-
-
-def load_paper_numbers(table: str) -> pd.DataFrame:
-    """The paper's numbers of ``table`` as a frame ``row, split, metric, value, kind, source, note``.
-
-    ``value`` is NaN where the cell has not been transcribed. Introduced in notebook 07_table1_backbones.
-    """
-    path = PAPER_DIR / f"{table}.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"No paper numbers for {table!r} at {path}; the package data is incomplete, "
-                                f"reinstall farnet-lite.")
-    frame = pd.read_csv(path, dtype={"row": str, "split": str, "metric": str}, keep_default_na=False,
-                        na_values={"value": [""]})
-    frame["value"] = pd.to_numeric(frame["value"], errors="raise")
-    return frame
 
 
 # -------------------------------------------------------------------------------------------- finding the runs
@@ -96,10 +79,7 @@ class FoundRun:
 
 
 def find_runs(results_dir: Union[str, Path]) -> List[FoundRun]:
-    """Every run folder below ``results_dir`` (a ``config.json`` beside at least one predictions or metrics file).
-
-    Introduced in notebook 07_table1_backbones.
-    """
+    """Every run folder below ``results_dir`` (a ``config.json`` beside at least one predictions or metrics file)."""
     found = []
     root = Path(results_dir)
     if not root.is_dir():
@@ -115,10 +95,8 @@ def find_runs(results_dir: Union[str, Path]) -> List[FoundRun]:
 
 
 def _identity(config: dict) -> tuple:
-    from farnet_lite.config import DATASETS
-
     spec = DATASETS[config["dataset"]]
-    fold = config.get("fold", 1) if spec.layout in ("hand", "spine") else None
+    fold = config.get("fold", 1) if spec.folds > 1 else None
     return (config["dataset"], config.get("system"), config.get("backbone"), config.get("loss"),
             config.get("train_split", spec.train_split), fold)
 
@@ -158,11 +136,6 @@ def run_errors(run_dir: Union[str, Path], split: str, data_root=None) -> RunErro
     another machine). Images are not decoded (sizes come from the file headers). Introduced in notebook
     07_table1_backbones.
     """
-    from farnet_lite.config import TrainConfig
-    from farnet_lite.evaluate import score_predictions
-    from farnet_lite.outputs import read_predictions
-    from farnet_lite.splits import open_split
-
     run_dir = Path(run_dir)
     config = TrainConfig.load(run_dir / "config.json")
     if data_root is not None:
@@ -170,7 +143,7 @@ def run_errors(run_dir: Union[str, Path], split: str, data_root=None) -> RunErro
     path = run_dir / f"predictions_{split}.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; evaluate the run on {split!r} first "
-                                f"(farnet evaluate <best.pt> --split {split}).")
+                                f"(farnet evaluate <best.pt> --eval-splits {split}).")
     predictions = read_predictions(path)
     dataset = open_split(config, split)
     index = {image_id: i for i, image_id in enumerate(dataset.ids)}
@@ -194,7 +167,9 @@ def _read_metrics(run: FoundRun, split: str) -> Optional[dict]:
 
 
 def pool_folds(summaries: List[dict], metric: str) -> float:
-    """Pool one metric over cross-validation folds (see the module docstring). Introduced in notebook 10_table4_hand."""
+    """Pool one metric over cross-validation folds: MRE, SDR and MSE weighted by the number of images, the SD from
+    the pooled second moment (exact for the population SD of ``metrics.mre_sd``), Pearson's rho as the mean over
+    folds (it cannot be pooled from summaries). Introduced in notebook 10_table4_hand."""
     n = np.array([s["labelled_images"] for s in summaries], dtype=np.float64)
     values = np.array([s.get(metric, math.nan) for s in summaries], dtype=np.float64)
     if metric == "pearson":
@@ -224,95 +199,195 @@ class TableResult:
 
 
 def gather_table(table: str, results_dir: Union[str, Path], quick: bool = False) -> pd.DataFrame:
-    """The long frame of ``table``: ``table, row, split, metric, title, ours, paper, diff, run, conditions``.
+    """The long frame of ``table``, one line per row x split x metric, rows in the paper's order (module docstring).
 
-    ``ours`` is NaN where no run has scored the cell (``conditions`` says why); ``diff`` = ours − paper.
+    Columns ``table, row, kit_row, kind, split, metric, title, ours, paper, printed, diff, input_size,
+    paper_input_size, run, conditions``. ``row`` is the printed name (the kit's label for rows the paper does not
+    have); ``kit_row`` the ``Experiment`` label behind the line (``""`` for literature); ``ours`` is NaN where no
+    run has scored the cell (``conditions`` says why); ``paper`` / ``printed`` the paper's cell (``printed`` is
+    ``""`` where the paper has no such cell, ``"-"`` where it prints "-"); ``diff`` = ours − paper.
     Introduced in notebook 07_table1_backbones.
     """
     experiments = table_experiments(table)
+    columns = table_columns(table, experiments[0].dataset)
     runs = find_runs(results_dir)
-    paper = load_paper_numbers(table).set_index(["row", "split", "metric"])["value"]
-    lines = []
-    rows: Dict[str, List[Experiment]] = {}
+    paper = load_paper_numbers(table)
+    printed = paper_table(table).set_index("row")
+    groups: Dict[str, List[Experiment]] = {}
     for exp in experiments:
-        rows.setdefault(exp.row, []).append(exp)
-    for row, members in rows.items():
-        for split in members[0].splits:
-            found = [best_run(exp, runs, quick) for exp in members]
-            summaries = [None if r is None else _read_metrics(r, split) for r in found]
-            for metric, title in METRICS[members[0].dataset]:
-                if len(members) > 1:           # cross-validation: the pooled row first, then one row per fold
-                    done = [s for s in summaries if s is not None]
-                    ours = pool_folds(done, metric) if len(done) == len(members) else math.nan
-                    conditions = "; ".join(sorted({r.conditions() for r in found if r is not None})) or "no run yet"
-                    note = f"pooled over {len(members)} folds" if len(done) == len(members) else \
-                        f"{len(done)} of {len(members)} folds done"
-                    lines.append(_line(table, row, split, metric, title, ours, paper, "; ".join(
-                        str(r.path) for r in found if r is not None), f"{note}; {conditions}"))
-                for exp, run, summary in zip(members, found, summaries):
-                    label = exp.label if len(members) > 1 else row
-                    ours = math.nan if summary is None else float(summary.get(metric, math.nan))
-                    lines.append(_line(table, label, split, metric, title, ours, paper,
-                                       "" if run is None else str(run.path), _conditions(run, split, summary)))
-    return pd.DataFrame(lines)
+        groups.setdefault(exp.row, []).append(exp)
+    lines = []
+    for row in printed.index:
+        kit_row, kind = printed.loc[row, "kit_row"], printed.loc[row, "kind"]
+        cells = paper[paper.row == row].set_index(["split", "metric"])
+        if not kit_row:
+            lines += _literature_lines(table, row, cells, columns)
+            continue
+        if kit_row not in groups:
+            raise ValueError(f"farnet_lite/paper/{table}.csv links its row {row!r} to the kit row {kit_row!r}, "
+                             f"which {table} does not have; set kit_row to one of {', '.join(groups) or 'none'}.")
+        lines += _kit_lines(table, row, kind, groups.pop(kit_row), cells, columns, runs, quick)
+    for kit_row, members in groups.items():                  # the kit's rows the paper has no row for
+        lines += _kit_lines(table, kit_row, "ours only", members, None, columns, runs, quick)
+    lines += _floor_lines(table, experiments, Path(results_dir), columns)
+    frame = pd.DataFrame(lines)
+    sizes = printed["input_size"] if "input_size" in printed else pd.Series(dtype=str)
+    frame["paper_input_size"] = [sizes.get(row, "") if kind != "ours only" else ""
+                                 for row, kind in zip(frame["row"], frame["kind"])]
+    return frame
+
+
+def _literature_lines(table: str, row: str, cells: pd.DataFrame, columns) -> List[dict]:
+    """The lines of another method the paper quotes: the paper's cells only, nothing of ours."""
+    lines = []
+    for split in dict.fromkeys(cells.index.get_level_values("split")):
+        for metric, title, in_paper in columns:
+            if in_paper:
+                cell = cells.loc[(split, metric)]
+                lines.append(dict(table=table, row=row, kit_row="", kind="literature", split=split, metric=metric,
+                                  title=title, ours=math.nan, paper=cell["value"], printed=cell["printed"],
+                                  diff=math.nan, input_size="", run="",
+                                  conditions="quoted by the paper; not run by the kit"))
+    return lines
+
+
+def _kit_lines(table, row, kind, members: List[Experiment], cells: Optional[pd.DataFrame], columns, runs,
+               quick) -> List[dict]:
+    """The lines of one kit row (its folds pooled into it, then one line per fold), beside the paper's ``cells``."""
+    lines = []
+    found = [best_run(exp, runs, quick) for exp in members]
+    paper_splits = [] if cells is None else list(dict.fromkeys(cells.index.get_level_values("split")))
+    for split in dict.fromkeys(paper_splits + list(members[0].splits)):   # every paper cell, every split we score
+        summaries = [None if r is None else _read_metrics(r, split) for r in found]
+        size = next((_input_size(r) for r in found if r is not None), "")
+        for metric, title, _ in columns:
+            has = cells is not None and (split, metric) in cells.index
+            value, printed = (cells.loc[(split, metric), "value"], cells.loc[(split, metric), "printed"]) \
+                if has else (math.nan, "")
+            head = dict(table=table, row=row, kit_row=members[0].row, kind=kind, split=split, metric=metric,
+                        title=title, paper=value, printed=printed, input_size=size)
+            if len(members) > 1:           # cross-validation: the pooled row first, then one row per fold
+                done = [s for s in summaries if s is not None]
+                ours = pool_folds(done, metric) if len(done) == len(members) else math.nan
+                conditions = "; ".join(sorted({r.conditions() for r in found if r is not None})) or "no run yet"
+                note = f"pooled over {len(members)} folds" if len(done) == len(members) else \
+                    f"{len(done)} of {len(members)} folds done"
+                lines.append(dict(head, ours=ours, diff=ours - value, conditions=f"{note}; {conditions}",
+                                  run="; ".join(str(r.path) for r in found if r is not None)))
+            for exp, run, summary in zip(members, found, summaries):
+                ours = math.nan if summary is None else float(summary.get(metric, math.nan))
+                line = dict(head, ours=ours, diff=ours - value, run="" if run is None else str(run.path),
+                            conditions=_conditions(run, split, summary))
+                if len(members) > 1:       # a fold: the kit's label, no paper cell, its own input size
+                    line.update(row=exp.label, kit_row=exp.label, kind="ours only", paper=math.nan, printed="",
+                                diff=math.nan, input_size="" if run is None else _input_size(run))
+                lines.append(line)
+            last = found[0].path / "last_epoch" / f"metrics_{split}.json" if len(found) == 1 and found[0] else None
+            if last is not None and last.is_file():   # the run's last epoch, beside the selected checkpoint
+                ours = float(json.loads(last.read_text()).get(metric, math.nan))
+                lines.append(dict(head, row=f"{row} · last epoch", ours=ours, diff=ours - value, run=str(last.parent),
+                                  conditions="last epoch instead of the selected checkpoint; " + found[0].conditions()))
+    return lines
+
+
+def _floor_lines(table: str, experiments: List[Experiment], results_dir: Path, columns) -> List[dict]:
+    """The no-learning floor of the table's dataset (:data:`FLOOR_FOLDER`), on every split it was scored on."""
+    folder, lines = results_dir / experiments[0].dataset / FLOOR_FOLDER, []
+    for split in dict.fromkeys(s for exp in experiments for s in exp.splits):
+        path = folder / f"metrics_{split}.json"
+        if table in FLOOR_TABLES and path.is_file():
+            summary = json.loads(path.read_text())
+            lines += [dict(table=table, row="Mean shape (no learning)", kit_row="", kind="ours only", split=split,
+                           metric=metric, title=title, ours=float(summary.get(metric, math.nan)), paper=math.nan,
+                           printed="", diff=math.nan, input_size="", run=str(folder),
+                           conditions="floor: every landmark at its mean training position, no network")
+                      for metric, title, _ in columns]
+    return lines
+
+
+def _input_size(run: FoundRun) -> str:
+    h, w = run.config.get("input_size", ("?", "?"))
+    return f"{h}×{w}"
 
 
 def _conditions(run: Optional[FoundRun], split: str, summary: Optional[dict]) -> str:
     if run is None:
         return "no run yet"
-    if summary is None:
-        withheld = (run.path / f"predictions_{split}.csv").is_file()
-        return (f"predictions written, labels withheld ({split}); " if withheld else f"{split} not evaluated; ") + \
-            run.conditions()
-    return run.conditions()
-
-
-def _line(table, row, split, metric, title, ours, paper, run, conditions) -> dict:
-    reference = paper.get((row, split, metric), math.nan)
-    return dict(table=table, row=row, split=split, metric=metric, title=title, ours=ours, paper=reference,
-                diff=ours - reference, run=run, conditions=conditions)
+    if summary is None and (run.path / f"predictions_{split}.csv").is_file():
+        return f"predictions written, labels not present in this copy ({split}); {run.conditions()}"
+    return run.conditions() if summary is not None else f"{split} not evaluated; {run.conditions()}"
 
 
 def wide_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One line per (row, split), columns (metric title, ours | paper | Δ), plus the conditions.
+    """One line per (row, split); per metric the columns ours | paper | Δ (ours only where the paper has no such
+    column), the input sizes where the paper prints them, and how ours was obtained.
 
     Introduced in notebook 07_table1_backbones; style it with ``.style.format(precision=2, na_rep="n/a")``.
     """
-    order = list(dict.fromkeys(frame["title"]))
-    index = list(dict.fromkeys(zip(frame["row"], frame["split"])))
+    index = pd.MultiIndex.from_tuples(list(dict.fromkeys(zip(frame["row"], frame["split"]))), names=["row", "split"])
     values = frame.set_index(["row", "split", "title"])[["ours", "paper", "diff"]].rename(columns={"diff": "Δ"})
     wide = values.unstack("title").swaplevel(axis=1)
-    wide = wide.reindex(columns=pd.MultiIndex.from_product([order, ["ours", "paper", "Δ"]]),
-                        index=pd.MultiIndex.from_tuples(index, names=["row", "split"]))
-    conditions = frame.drop_duplicates(["row", "split"]).set_index(["row", "split"])["conditions"]
-    wide[("conditions", "")] = conditions.reindex(wide.index)
+    in_paper = frame.groupby("title", sort=False)["printed"].apply(lambda s: bool((s != "").any()))
+    columns = [(title, part) for title in in_paper.index for part in (("ours", "paper", "Δ") if in_paper[title]
+                                                                      else ("ours",))]
+    wide = wide.reindex(columns=pd.MultiIndex.from_tuples(columns), index=index)
+    first = frame.drop_duplicates(["row", "split"]).set_index(["row", "split"]).reindex(index)
+    if (frame["paper_input_size"] != "").any():
+        wide[("input size", "ours")] = first["input_size"].replace("", math.nan)
+        wide[("input size", "paper")] = first["paper_input_size"].replace("", math.nan)
+    wide[("conditions", "")] = first["conditions"]
     return wide
 
 
-def _cell(value: float, digits: int) -> str:
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+def _number(value: float, digits: int, signed: bool = False) -> str:
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{value:+.{digits}f}".replace("-", "−") if signed else f"{value:.{digits}f}"
+
+
+def _markdown_cell(line: Optional[pd.Series], digits: int) -> str:
+    """literature: the paper's cell; the kit's rows: ``ours / paper / Δ``, or ours alone where the paper has none."""
+    if line is None:
+        return ""
+    if line["kind"] == "literature":
+        return line["printed"]
+    if not line["printed"]:
+        return _number(line["ours"], digits)
+    return f"{_number(line['ours'], digits)} / {line['printed']} / {_number(line['diff'], digits, signed=True)}"
 
 
 def table_markdown(table: str, frame: pd.DataFrame, quick: bool = False) -> str:
-    """The Markdown of a gathered table: ``ours / paper / Δ`` per metric, and how ours were obtained."""
+    """The Markdown of a gathered table: the paper's rows and columns, ``ours / paper / Δ`` per cell, and how ours
+    were obtained."""
     titles = list(dict.fromkeys(frame["title"]))
+    sizes = bool((frame["paper_input_size"] != "").any())
     lines = [f"# {TITLES[table]}", ""]
     if quick:
         lines += ["**Quick mode: tiny synthetic datasets, one epoch from random initialisation. These numbers test "
                   "the pipeline; they are not results and say nothing about FARNet.**", ""]
-    lines += ["Each cell: ours / paper / Δ (ours − paper). n/a: no number (no run yet, labels withheld, or the "
-              f"paper's value not transcribed in farnet_lite/paper/{table}.csv).", "",
-              "| Row | Split | " + " | ".join(titles) + " | How ours was obtained |",
-              "|---|---|" + "---|" * len(titles) + "---|"]
+    lines += [f"Rows and columns as printed in the paper's {table.replace('table', 'Table ')} "
+              f"(farnet_lite/paper/{table}.csv), then the kit's own rows. The paper's rows: ours / paper / Δ "
+              "(ours − paper); rows of other methods: the paper's number only; \"-\": printed \"-\" by the paper; "
+              "n/a: no number of ours (the last column says why); columns marked \"ours only\" and rows without a "
+              "paper number are not in the paper.", "",
+              "| Row | " + ("Input size (ours / paper) | " if sizes else "") + "Split | " + " | ".join(titles)
+              + " | How ours was obtained |",
+              "|---|" + ("---|" if sizes else "") + "---|" + "---|" * len(titles) + "---|"]
     for (row, split), group in frame.groupby(["row", "split"], sort=False):
-        by_title = group.set_index("title")
-        cells = []
-        for title in titles:
-            digits = 4 if "fraction" in title else 3 if "Pearson" in title else 2
-            o, p, d = by_title.loc[title, ["ours", "paper", "diff"]]
-            cells.append(f"{_cell(o, digits)} / {_cell(p, digits)} / {_cell(d, digits)}")
-        conditions = group["conditions"].iloc[0].replace("|", "/")
-        lines.append(f"| {row} | {SPLIT_TITLES.get(split, split)} | " + " | ".join(cells) + f" | {conditions} |")
+        by_title = {line["title"]: line for _, line in group.iterrows()}
+        first = group.iloc[0]
+        cells = [_markdown_cell(by_title.get(title), 4 if "fraction" in title else 3 if "Pearson" in title else 2)
+                 for title in titles]
+        size = ""
+        if sizes:
+            size = (first["paper_input_size"] or "-") if first["kind"] == "literature" else \
+                f"{first['input_size'] or 'n/a'} / {first['paper_input_size'] or '-'}" \
+                if first["kind"] != "ours only" else (first["input_size"] or "n/a")
+            size += " | "
+        conditions = first["conditions"].replace("|", "/")
+        lines.append(f"| {row} | {size}{SPLIT_TITLES.get(split, split)} | " + " | ".join(cells) + f" | {conditions} |")
+    notes = paper_table(table).query("note != ''")
+    lines += [""] + [f"* {row}: {note}" for row, note in zip(notes["row"], notes["note"])]
     runs = sorted({r for value in frame["run"] for r in str(value).split("; ") if r})
     lines += ["", "Runs: " + (", ".join(f"`{r}`" for r in runs) if runs else "none yet."), ""]
     return "\n".join(lines)
@@ -326,12 +401,9 @@ def write_table(table: str, results_dir: Union[str, Path], quick: bool = False, 
     """Gather ``table`` from ``results_dir`` and write ``results_dir/tables/<table>.csv`` and ``.md``.
 
     ``result.frame`` names runs as paths usable from the current directory; the written files name them relative
-    to the folder that holds ``results_dir`` (``results/isbi2015/...``), so they do not depend on where this ran.
-
-    Introduced in notebook 07_table1_backbones.
+    to the folder that holds ``results_dir`` (``results/isbi2015/...``), so they do not depend on where this ran;
+    ``reproduce`` calls it.
     """
-    from farnet_lite.outputs import atomic_write_text, write_frame
-
     frame = gather_table(table, results_dir, quick=quick)
     # the files name runs relative to the folder that holds results_dir (results/isbi2015/...), whatever the cwd
     written = frame.assign(run=[_relative_runs(value, Path(results_dir).parent) for value in frame["run"]])

@@ -4,43 +4,45 @@ Introduced in notebook 06_training_on_gpu.
 
 One epoch = every training image once, in an order drawn from a seeded generator; each step augments the batch
 on the device (optional), computes the coarse-to-fine EWC loss against heatmaps drawn on the device from the
-landmark coordinates (§3.3, Eq. 1 and 3), and takes an optimizer step. After each epoch the model is scored on
-the validation split (ISBI: Test1, as the paper; hand / spine: the cross-validation fold) and ``last.pt`` is
-written atomically with everything needed to continue exactly (``resume=True``); ``best.pt`` keeps the best
-validation score. At the end, the best model is evaluated on ``config.eval_splits`` (predictions CSVs for every
-split, metrics for labelled ones).
+landmark coordinates (Eq. 1 and 3 of §3.2-3.3, coarse-to-fine as §3.4), and takes an optimizer step. After each
+epoch the model is scored on the validation split (ISBI: Test1, as the paper; spine: the cross-validation fold; the
+hand has none: the last epoch is kept) and ``last.pt`` is written atomically with everything needed to continue
+exactly (``resume=True``); ``best.pt`` keeps the best validation score. At the end, the best model is evaluated on
+``config.eval_splits`` (predictions CSVs for every split, metrics for labelled ones); when the selected epoch is
+not the last one, the last epoch is evaluated too, into ``last_epoch/``, and ``selection.json`` says which is which.
 
 Run directory (``config.output_dir``)::
 
-    config.json  log.csv  last.pt  best.pt
+    config.json  log.csv  last.pt  best.pt  selection.json
     predictions_<split>.csv  metrics_<split>.json  per_landmark_<split>.csv
+    last_epoch/  (the same files for the last epoch, when it is not the selected one)
 """
 from __future__ import annotations
 
 import math
-import os
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from farnet_lite import distributed
+from farnet_lite.atomic import acquire_run_lock, release_run_lock, sweep_stale_temps
 from farnet_lite.checkpoint import (build_model_from_config, capture_rng, check_compatible, load_checkpoint,
                                     restore_rng, save_checkpoint, unwrap)
 from farnet_lite.config import TrainConfig
+from farnet_lite.cpu import prepare_cpu
 from farnet_lite.engine import (BatchSource, build_optimizer, build_scheduler, make_scaler, network_input,
-                                prepare_model, resolve_device, resolve_precision, seed_everything)
-from farnet_lite.evaluate import evaluate_cache, selection_key
+                                precision_name, prepare_model, resolve_device, resolve_precision,
+                                seed_everything)
+from farnet_lite.evaluate import evaluate_cache
 from farnet_lite.losses import coarse_to_fine_loss
-from farnet_lite.outputs import write_log
+from farnet_lite.outputs import write_json, write_log
+from farnet_lite.scoring import selection_key
 from farnet_lite.splits import prepared_split
-
-KILL_AFTER_EPOCH_ENV = "FARNET_TEST_KILL_AFTER_EPOCH"
-"""Test hook: SIGKILL the process right after the checkpoint of this epoch (1-based) is written."""
 
 
 @dataclass
@@ -52,6 +54,7 @@ class TrainResult:
     best_metric: float                    # validation MRE (mm; spine: MSE fraction), lower is better
     history: List[dict] = field(default_factory=list)           # one row of log.csv per epoch
     metrics: Dict[str, dict] = field(default_factory=dict)      # per evaluated labelled split
+    last_metrics: Dict[str, dict] = field(default_factory=dict)  # the same for the last epoch
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -59,11 +62,9 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def augment_config(config: TrainConfig):
-    """The augmentation ranges of the dataset: ``AugmentConfig.spine()`` for the spine, else the hand's
+    """The augmentation ranges of the dataset (its spec's ``augmentation``): the spine's, else the hand's
     (ISBI is not augmented in the paper; ``--augment`` on ISBI uses the hand's mild ranges)."""
-    from farnet_lite.data.augment import AugmentConfig
-
-    return AugmentConfig.spine() if config.spec.layout == "spine" else AugmentConfig.hand()
+    return config.spec.augmentation()
 
 
 def _augmenter(config: TrainConfig):
@@ -76,11 +77,14 @@ def _augmenter(config: TrainConfig):
 
 def train_one_epoch(model, source: BatchSource, order: torch.Tensor, optimizer, scheduler, scaler,
                     config: TrainConfig, amp_dtype, aug_generator, epoch: int,
-                    info: distributed.DistInfo = distributed.DistInfo(), augment=None) -> float:
+                    info: distributed.DistInfo = distributed.DistInfo(), augment=None,
+                    mask_missing: bool = False) -> float:
     """One pass over ``order`` (this rank's shard of the epoch's sample order); returns the mean loss.
 
+    ``mask_missing``: leave the heatmaps of landmarks missing in the annotations (NaN before augmentation) out
+    of the loss; a landmark that augmentation moves out of the image still gets its all-zero target.
+
     Raises :class:`NonFiniteLossError` naming the epoch and step when the loss is NaN or infinite.
-    Introduced in notebook 06_training_on_gpu.
     """
     model.train()
     device = source.device
@@ -89,14 +93,15 @@ def train_one_epoch(model, source: BatchSource, order: torch.Tensor, optimizer, 
     bar = tqdm(total=steps, desc=f"epoch {epoch}/{config.epochs}", leave=False, dynamic_ncols=True,
                disable=not (config.progress and info.is_main))
     for step, (images, points) in enumerate(source.batches(order, config.batch_size), start=1):
+        known = torch.isfinite(points).all(dim=-1) if mask_missing else None     # (B, K) annotated
         if augment is not None:
             floats = images.unsqueeze(1).float().div_(255.0)            # (B, 1, H, W) in [0, 1]
             images, points = augment(floats, points, aug_generator)
-        x = network_input(images, config.channels_last)                  # (B, 3, H, W)
+        x = network_input(images, config.channels_last, config.official_scaling)  # (B, 3, H, W)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             output = model(x)
         loss = coarse_to_fine_loss(output, points, config.input_size, sigma=config.sigma, loss=config.loss,
-                                   alpha=config.alpha, origin=config.origin)
+                                   alpha=config.alpha, origin=config.origin, mask=known)
         reported = distributed.mean_over_ranks(loss.detach(), info)
         value = float(reported)
         if not math.isfinite(value):
@@ -142,6 +147,9 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> TrainR
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     amp_dtype = resolve_precision(config.precision, device)
+    cpu = prepare_cpu(device)            # allocator + all cores (farnet_lite.cpu); '' on a GPU
+    if info.is_main and config.progress:
+        print(f"Training in {precision_name(amp_dtype)} on {device}{'; ' + cpu if cpu else ''}.")
     run_dir = Path(config.output_dir)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     if device.type == "cpu" and config.deterministic:
@@ -149,13 +157,30 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> TrainR
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     try:
+        if info.is_main:
+            acquire_run_lock(run_dir)    # a second run in the same folder stops here, in one sentence
+            sweep_stale_temps(run_dir)   # temporary files of writes a killed run left behind
         return _train(config, resume, device, info, amp_dtype, run_dir)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
         distributed.cleanup(info)
+        if info.is_main:
+            release_run_lock(run_dir)    # only if this process holds it
+
+
+def check_resume(saved: TrainConfig, config: TrainConfig, path) -> None:
+    """Refuse, in one sentence naming the file, to resume a checkpoint of another dataset or model."""
+    if saved.dataset != config.dataset:
+        raise ValueError(f"Checkpoint {path} was trained on {saved.dataset!r}, not {config.dataset!r}; resume it "
+                         f"without --dataset, or start afresh with a new --output-dir.")
+    check_compatible(saved, config, path)
 
 
 def _train(config, resume, device, info, amp_dtype, run_dir) -> TrainResult:
+    path = _resume_path(config, resume)
+    state = load_checkpoint(path, map_location=device) if path is not None else None
+    if state is not None:
+        check_resume(state["config"], config, path)  # before any cache is built
     seed_everything(config.seed)
     train_cache = prepared_split(config, config.train_split, info)
     val_cache = prepared_split(config, config.val_split, info) if config.val_split else None
@@ -166,7 +191,6 @@ def _train(config, resume, device, info, amp_dtype, run_dir) -> TrainResult:
         raise ValueError(f"The {config.train_split} split of {config.dataset} has no landmarks to train on; "
                          f"choose a labelled --train-split.")
 
-    path = _resume_path(config, resume)
     # a resumed run takes its weights from the checkpoint: no ImageNet download for it
     base = prepare_model(build_model_from_config(config, pretrained=False if path else None), device,
                          config.channels_last)
@@ -180,9 +204,7 @@ def _train(config, resume, device, info, amp_dtype, run_dir) -> TrainResult:
     generators = {"data": data_generator, "augment": aug_generator}
 
     start_epoch, best_metric, best_epoch, history = 0, math.inf, -1, []
-    if path is not None:
-        state = load_checkpoint(path, map_location=device)
-        check_compatible(state["config"], config, path)
+    if state is not None:
         base.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -199,10 +221,10 @@ def _train(config, resume, device, info, amp_dtype, run_dir) -> TrainResult:
     model = (torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
                                                        else None) if info.enabled else net)
     augment = _augmenter(config) if config.augment else None
+    mask_missing = bool(np.isnan(train_cache.landmarks).any())   # a dataset with missing landmarks (custom CSV)
     if info.is_main:
         config.save(run_dir / "config.json")
     key = selection_key(config.spec)
-    kill_after = int(os.environ.get(KILL_AFTER_EPOCH_ENV, "0"))
 
     epochs = tqdm(range(start_epoch + 1, config.epochs + 1), desc="training", dynamic_ncols=True,
                   initial=start_epoch, total=config.epochs, disable=not (config.progress and info.is_main))
@@ -211,7 +233,7 @@ def _train(config, resume, device, info, amp_dtype, run_dir) -> TrainResult:
         order = distributed.shard(torch.randperm(source.size, generator=data_generator), info)
         lr = optimizer.param_groups[0]["lr"]
         train_loss = train_one_epoch(model, source, order, optimizer, scheduler, scaler, config, amp_dtype,
-                                     aug_generator, epoch, info, augment)
+                                     aug_generator, epoch, info, augment, mask_missing)
         row = {"epoch": epoch, "train_loss": train_loss, "lr": lr}
         improved = False
         if val_cache is not None and (epoch % config.val_every == 0 or epoch == config.epochs):
@@ -235,21 +257,50 @@ def _train(config, resume, device, info, amp_dtype, run_dir) -> TrainResult:
                                 scheduler=scheduler, scaler=scaler, best_metric=best_metric, best_epoch=best_epoch,
                                 history=history, rng=capture_rng(generators))
             write_log(run_dir / "log.csv", history)
-            if kill_after and epoch == kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)  # test hook: die as a crash would, right after saving
     epochs.close()
 
     distributed.barrier(info)
     best_path = run_dir / "best.pt"
+    last_epoch = history[-1]["epoch"] if history else 0
+    selected = config.save_checkpoints and best_path.is_file() and 0 < best_epoch != last_epoch
+    last_metrics = {}
+    if selected:  # the paper validates on Test1 (§4.1.1); the official code keeps the last epoch: report both
+        last_metrics = _evaluate_splits(net, config, device, amp_dtype, info, val_cache, run_dir / "last_epoch")
     if config.save_checkpoints and best_path.is_file():
         unwrap(base).load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
+    metrics = _evaluate_splits(net, config, device, amp_dtype, info, val_cache, run_dir)
+    if info.is_main:
+        _write_selection(run_dir, config, best_epoch, last_epoch, metrics, last_metrics if selected else metrics)
+    return TrainResult(run_dir=run_dir, best_epoch=best_epoch, best_metric=best_metric, history=history,
+                       metrics=metrics, last_metrics=last_metrics if selected else metrics)
+
+
+def _evaluate_splits(net, config: TrainConfig, device, amp_dtype, info, val_cache, out_dir: Path) -> Dict[str, dict]:
+    """Evaluate the model as it is on every ``config.eval_splits`` (files into ``out_dir``); labelled summaries."""
     metrics = {}
     for split in config.eval_splits:
         cache = val_cache if split == config.val_split and val_cache is not None else \
             prepared_split(config, split, info)
         result = evaluate_cache(net, cache, config, device, amp_dtype, info=info,
-                                output_dir=run_dir if info.is_main else None, split=split)
+                                output_dir=out_dir if info.is_main else None, split=split)
         if result.summary:
             metrics[split] = result.summary
-    return TrainResult(run_dir=run_dir, best_epoch=best_epoch, best_metric=best_metric, history=history,
-                       metrics=metrics)
+    return metrics
+
+
+def _write_selection(run_dir: Path, config: TrainConfig, best_epoch: int, last_epoch: int,
+                     metrics: Dict[str, dict], last_metrics: Dict[str, dict]) -> None:
+    """``selection.json``: which epoch the run's files report, and the last epoch's numbers beside them.
+
+    With a validation split the reported checkpoint is the one selected on it (ISBI: Test1, §4.1.1) and the last
+    epoch's files are in ``last_epoch/`` (the official code keeps the last epoch); without one (hand, official
+    preset) the last epoch is reported.
+    """
+    selected = bool(config.val_split) and best_epoch > 0
+    write_json(run_dir / "selection.json", {
+        "reported": f"epoch {best_epoch}, selected on {config.val_split}" if selected else
+                    f"last epoch ({last_epoch}), no selection",
+        "selected_on": config.val_split or None, "best_epoch": best_epoch if selected else None,
+        "last_epoch": last_epoch, "last_epoch_files": "last_epoch/" if selected and best_epoch != last_epoch
+        else ".", "metrics": metrics, "last_epoch_metrics": last_metrics,
+        "labels_not_present": [s for s in config.eval_splits if s not in metrics]})  # predictions only

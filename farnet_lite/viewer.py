@@ -29,7 +29,7 @@ def render_view(image: np.ndarray, truth: Optional[np.ndarray] = None, pred: Opt
     The heatmap may have any resolution (e.g. the network's half-resolution grid): it is stretched over the image
     with ``extent=(-0.5, W - 0.5, H - 0.5, -0.5)``, i.e. its pixel edges onto the image's pixel edges, the same
     grid change as :func:`farnet_lite.heatmaps.rescale_points`. NaN landmarks are not drawn. Returns the axes
-    (a new figure's when ``ax`` is None). Introduced in notebook 12_paper_figures.
+    (a new figure's when ``ax`` is None).
     """
     height, width = np.shape(image)[:2]
     if ax is None:

@@ -134,9 +134,8 @@ def test_pretrained_true_without_network_is_one_clear_error(monkeypatch):
         raise URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(RuntimeError, match=r"^could not download the ImageNet weights of densenet121 from "
-                                           r"https://download\.pytorch\.org/models/densenet121-a639ec97\.pth .*"
-                                           r"pass pretrained='/path/to/densenet121-a639ec97\.pth'"):
+    with pytest.raises(RuntimeError, match=r"^the ImageNet weights densenet121-a639ec97\.pth of densenet121 are "
+                                           r"not in torchvision's cache .* --pretrained PATH .* --pretrained false$"):
         build_backbone("densenet121", pretrained=True)
 
 

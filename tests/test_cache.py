@@ -9,7 +9,8 @@ from farnet_lite.data import cache as cache_module
 from farnet_lite.data.cache import (CacheError, load_cache, prepare_cache, read_fingerprint,
                                     resize_image)
 from farnet_lite.data.imageio import save_grey
-from farnet_lite.data.sample import DatasetError, LandmarkDataset, MetricSpec, Sample
+from farnet_lite.data.errors import DatasetError
+from farnet_lite.data.sample import LandmarkDataset, MetricSpec, Sample
 from farnet_lite.heatmaps import rescale_points
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -158,19 +159,6 @@ def test_missing_corrupt_and_foreign_files_give_clear_errors(tmp_path):
     with pytest.raises(CacheError, match="truncated.npz"):
         load_cache(truncated)
     assert read_fingerprint(truncated) is None
-
-
-def test_cli_builds_one_file_per_split(tmp_path):
-    synthetic = pytest.importorskip("farnet_lite.data.synthetic")
-    if not hasattr(synthetic, "write_synthetic_isbi"):
-        pytest.skip("synthetic writers not available yet")
-    root = tmp_path / "isbi"
-    synthetic.write_synthetic_isbi(root)
-    cache_module.main(["--dataset", "isbi2015", "--root", str(root), "--split", "train", "test1",
-                       "--size", "64", "64", "--out", str(tmp_path / "out"), "--workers", "0"])
-    for split in ("train", "test1"):
-        cache = load_cache(tmp_path / "out" / f"isbi2015_{split}_64x64.npz")
-        assert cache.images.shape[1:] == (64, 64) and cache.num_landmarks == 19 and cache.split == split
 
 
 @pytest.mark.realdata

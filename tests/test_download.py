@@ -1,4 +1,6 @@
-"""Downloaders (data_download/): offline, against a local HTTP server on 127.0.0.1 serving tiny archives."""
+"""Downloaders (farnet_lite/download/): offline, against a local HTTP server on 127.0.0.1 serving tiny archives."""
+import argparse
+import errno
 import hashlib
 import io
 import json
@@ -18,9 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_download import _common, hand, isbi2015, spine
-from data_download._common import (DownloadError, UnsafeArchiveError, extract_any, fetch,
-                                   safe_extract)
+from farnet_lite.download import _common, extract, hand, isbi2015, spine
+from farnet_lite.download._common import DownloadError, UnsafeArchiveError, fetch
+from farnet_lite.download.extract import extract_any, safe_extract
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -149,6 +151,100 @@ def test_tar_links_escaping_the_destination_are_refused(tmp_path):
     assert (tmp_path / "dest" / "dir" / "sub" / "link").read_bytes() == b"ok"
 
 
+def tar_with(path, members):
+    """members: (name, kind, payload): kind 'file' (payload bytes), 'sym' or 'hard' (payload = link target)."""
+    with tarfile.open(path, "w") as tf:
+        for name, kind, payload in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(payload)
+                tf.addfile(info, io.BytesIO(payload))
+            else:
+                info.type = tarfile.SYMTYPE if kind == "sym" else tarfile.LNKTYPE
+                info.linkname = payload
+                tf.addfile(info)
+    return path
+
+
+CHAINS = {  # each name looks harmless alone; followed through the earlier links, it leaves the destination
+    "sym-chain": [("x/y", "sym", ".."), ("x/y/z", "sym", ".."), ("x/y/z/evil.txt", "file", b"!")],
+    "deep-chain": [("a/b", "sym", "."), ("a/b/b/c", "sym", "../.."), ("a/b/b/c/evil.txt", "file", b"!")],
+    "hard-through-link": [("x/y", "sym", ".."), ("x/y/z", "sym", ".."), ("h", "hard", "x/y/z/evil.txt")],
+    "file-through-link": [("up", "sym", "x/../.."), ("up/evil.txt", "file", b"!")],
+}
+
+
+@pytest.mark.parametrize("with_data_filter", [True, False])  # False: Python 3.10.0-3.10.11 and 3.11.0-3.11.3
+@pytest.mark.parametrize("chain", sorted(CHAINS))
+def test_link_chains_are_resolved_on_every_python(tmp_path, monkeypatch, chain, with_data_filter):
+    if not with_data_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    root = tmp_path / "box" / "inner"
+    root.mkdir(parents=True)
+    archive = tar_with(tmp_path / "chain.tar", CHAINS[chain])
+    with pytest.raises(UnsafeArchiveError, match="Refusing .*outside the destination"):
+        safe_extract(archive, root / "dest")
+    assert not list(tmp_path.rglob("evil.txt")) and list(root.iterdir()) == []
+
+
+def test_links_that_stay_inside_are_kept(tmp_path, monkeypatch):
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    archive = tar_with(tmp_path / "ok.tar", [("v1/a.txt", "file", b"A"), ("docs/latest", "sym", "../v1"),
+                                            ("x/y", "sym", ".."), ("x/y/v1/b.txt", "file", b"B")])
+    safe_extract(archive, tmp_path / "dest")
+    assert (tmp_path / "dest" / "docs" / "latest" / "a.txt").read_bytes() == b"A"
+    assert (tmp_path / "dest" / "v1" / "b.txt").read_bytes() == b"B"
+
+
+@pytest.mark.skipif(not hasattr(tarfile, "data_filter"), reason="tarfile has no data filter on this Python")
+def test_tarfile_filter_errors_become_one_sentence(tmp_path, monkeypatch):
+    monkeypatch.setattr(extract, "_check_tar", lambda archive: None)  # let tarfile's own filter see the link
+    archive = tar_with(tmp_path / "link.tar", [("dir/link", "sym", "../../outside")])
+    with pytest.raises(UnsafeArchiveError, match=r"Refusing .*link\.tar.*corrupt or malicious"):
+        safe_extract(archive, tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
+
+
+def damaged_archives(tmp_path):
+    """{kind: path} of a truncated zip, a CRC-damaged zip and a truncated tar.gz."""
+    payload = bytes(range(256)) * 64
+    good = write_zip(tmp_path / "good.zip", {"a.bin": payload, "b.bin": payload[::-1]})
+    data = good.read_bytes()
+    (tmp_path / "truncated.zip").write_bytes(data[: len(data) // 2])
+    crc = bytearray(data)
+    crc[data.index(payload[:64]) + 100] ^= 0xFF  # stored (uncompressed) member: one flipped byte
+    (tmp_path / "crc.zip").write_bytes(bytes(crc))
+    with tarfile.open(tmp_path / "good.tar.gz", "w:gz") as tf:
+        info = tarfile.TarInfo("a.bin")
+        noise = np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes()
+        info.size = len(noise)
+        tf.addfile(info, io.BytesIO(noise))
+    data = (tmp_path / "good.tar.gz").read_bytes()
+    (tmp_path / "truncated.tar.gz").write_bytes(data[: len(data) // 2])
+    return {k: tmp_path / k for k in ("truncated.zip", "crc.zip", "truncated.tar.gz")}
+
+
+@pytest.mark.parametrize("kind", ["truncated.zip", "crc.zip", "truncated.tar.gz"])
+def test_damaged_archives_are_one_sentence_naming_the_archive(tmp_path, kind):
+    archive = damaged_archives(tmp_path)[kind]
+    with pytest.raises(DownloadError, match=rf"{kind}.* is truncated or damaged .*download it again") as info:
+        extract_any(archive, tmp_path / "dest")  # a truncated zip is not "no extraction program found"
+    assert "\n" not in str(info.value) and not (tmp_path / "dest").exists() and no_leftovers(tmp_path)
+
+
+def test_installed_dataset_folders_are_0755(tmp_path):
+    safe_extract(write_zip(tmp_path / "x.zip", {"a/b.txt": b"1"}), tmp_path / "dest")
+    assert (tmp_path / "dest").stat().st_mode & 0o777 == 0o755
+
+
+def test_os_errors_at_the_downloader_boundary_are_one_line(tmp_path, capsys):
+    def full_disk(args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "dest" / "RawImage"))
+    assert _common.run_cli(full_disk, argparse.Namespace(dest=str(tmp_path / "dest"))) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "dest/RawImage" in err and "disk is full" in err
+
+
 FAKE_BSDTAR = """#!{python}
 # A stand-in for bsdtar reading a JSON "archive" {{name: text}}: -tf lists, -xf A -C D extracts.
 import json, pathlib, sys
@@ -205,7 +301,7 @@ def rar4(files):
     return out + block(0x7B, 0x4000, b"")
 
 
-needs_extractor = pytest.mark.skipif(_common.find_extractor() is None, reason="no bsdtar / 7z / unrar installed")
+needs_extractor = pytest.mark.skipif(extract.find_extractor() is None, reason="no bsdtar / 7z / unrar installed")
 
 
 @needs_extractor
@@ -433,12 +529,20 @@ def test_spine_from_url_and_without_any_source(server, tmp_path):
     assert not (tmp_path / "third" / "boostnet_labeldata").exists() and no_leftovers(tmp_path / "third")
 
 
-@pytest.mark.parametrize("module", ["isbi2015", "hand", "spine"])
-def test_help_works(module):
-    result = subprocess.run([sys.executable, "-m", f"data_download.{module}", "--help"], cwd=REPO,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0
-    assert "--dest" in result.stdout and "--url" in result.stdout and "--archive" in result.stdout
+@pytest.mark.parametrize("module", [isbi2015, hand, spine])
+def test_help_works(module, capsys):
+    with pytest.raises(SystemExit) as info:
+        module.main(["--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0 and f"python -m farnet_lite.download.{module.__name__.rsplit('.', 1)[1]}" in out
+    assert "--dest" in out and "--url" in out and "--archive" in out
+
+
+def test_downloaders_run_as_modules():
+    """`python -m farnet_lite.download.<dataset>` (one subprocess: importing the package loads torch)."""
+    result = subprocess.run([sys.executable, "-m", "farnet_lite.download.spine", "--help"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--archive" in result.stdout
 
 
 def test_force_replaces_an_existing_copy_only_when_the_new_one_is_complete(tmp_path):
@@ -457,9 +561,9 @@ def test_force_replaces_an_existing_copy_only_when_the_new_one_is_complete(tmp_p
 
 def test_downloaders_refuse_a_synthetic_copy(tmp_path):
     """A synthetic stand-in has the public layout; the downloaders must not take it for the real data."""
-    from data_download import DownloadError
-    from data_download.isbi2015 import download_isbi2015
-    from data_download.spine import install_spine
+    from farnet_lite.download import DownloadError
+    from farnet_lite.download.isbi2015 import download_isbi2015
+    from farnet_lite.download.spine import install_spine
     from farnet_lite.data.synthetic import write_synthetic_isbi, write_synthetic_spine
 
     isbi = write_synthetic_isbi(tmp_path / "isbi2015", n_train=2, n_test1=1, n_test2=1)

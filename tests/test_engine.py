@@ -1,5 +1,4 @@
 """The training engine: presets, schedules, splits, scoring, a tiny end-to-end run, checkpoints, failures."""
-import importlib
 import json
 import math
 
@@ -9,16 +8,17 @@ import pytest
 import torch
 
 from engine_helpers import tiny_config
+from farnet_lite import train as train_module
 from farnet_lite.checkpoint import (capture_rng, check_compatible, load_checkpoint, load_model, restore_rng,
                                     save_checkpoint)
 from farnet_lite.config import DATASETS, TrainConfig
+from farnet_lite.datasets import cv_fold_indices
 from farnet_lite.engine import lr_factor
-from farnet_lite.evaluate import evaluate, score_predictions
+from farnet_lite.evaluate import evaluate
 from farnet_lite.outputs import read_predictions
-from farnet_lite.splits import cv_fold_indices, open_split
+from farnet_lite.scoring import score_predictions
+from farnet_lite.splits import open_split
 from farnet_lite.train import NonFiniteLossError, train
-
-train_module = importlib.import_module("farnet_lite.train")   # the module (farnet_lite.train is the function)
 
 
 def test_paper_presets_follow_the_paper():
@@ -73,7 +73,9 @@ def test_spine_cv_splits_from_synthetic_layout(tmp_path):
     root = write_synthetic_spine(tmp_path / "spine", n_training=10, n_test=2, size=(64, 32))
     config = TrainConfig.preset("synthetic-spine", "paper", data_root=str(root), fold=2)
     train_ids, val_ids = open_split(config, "cv-train").ids, open_split(config, "cv-val").ids
-    assert len(train_ids) == 8 and len(val_ids) == 2 and not set(train_ids) & set(val_ids)
+    held_out = open_split(config, "test50").ids                  # the paper's hold-out: 1 of 10 (50 of 481)
+    assert len(held_out) == 1 and len(train_ids) == 7 and len(val_ids) == 2   # folds of the other 9
+    assert not set(train_ids) & set(val_ids) and not set(held_out) & (set(train_ids) | set(val_ids))
     assert len(open_split(config, "test")) == 2
 
 

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from farnet_lite.cli import main
-from farnet_lite.experiments import (TABLES, Experiment, experiment_config, reproduce, run_experiment,
-                                     table_experiments, unique_runs, write_quick_datasets)
+from farnet_lite.experiments import (TABLES, Experiment, experiment_config, table_experiments, unique_runs,
+                                     write_quick_datasets)
+from farnet_lite.reproduce import reproduce, run_experiment
 
 
 def test_tables_list_the_papers_rows():
@@ -23,7 +24,8 @@ def test_tables_list_the_papers_rows():
         ("MSFA+FR+EWC", "msfa_fr", "ewc")]
     assert len(t3) == 1 and t3[0].splits == ("test1", "test2")
     assert [e.fold for e in t4] == [1, 2, 3] and {e.dataset for e in t4} == {"hand"}
-    assert [e.fold for e in t5[:5]] == [1, 2, 3, 4, 5] and t5[5].train_split == "training"
+    assert [e.fold for e in t5] == [1, 2, 3, 4, 5] * 3 and {e.train_split for e in t5} == {None}   # cv-train
+    assert [e.splits for e in t5[::5]] == [("test50",), ("cv-val",), ("test",)]       # Table 5 on the held-out 50
     with pytest.raises(ValueError, match="table1"):
         table_experiments("table9")
 
@@ -35,15 +37,16 @@ def test_one_run_fills_cells_of_three_tables():
     every_isbi = [e for t in ("table1", "table2", "table3") for e in table_experiments(t)]
     assert len(unique_runs(every_isbi)) == 6 + 8 - 1     # DenseNet-121 FARNet is trained once
     keys = [e.key for e in table_experiments("table5")]
-    assert keys[0].endswith("-fold1") and keys[-1].endswith("-alltrain") and len(set(keys)) == 6
+    assert keys[0].endswith("-fold1") and keys[4].endswith("-fold5") and len(set(keys)) == 5   # 5 runs, 3 rows
 
 
 def test_experiment_config_paper_and_quick(tmp_path):
-    exp = table_experiments("table5")[5]
+    exp = table_experiments("table5")[1]
     paper = experiment_config(exp, data_root=tmp_path, output_dir=tmp_path / "run", epochs=12)
     assert paper.dataset == "spine" and paper.input_size == (1024, 512) and paper.batch_size == 1
-    assert paper.lr == 1e-4 and paper.epochs == 12 and paper.augment and paper.val_split == ""
-    assert paper.train_split == "training" and paper.eval_splits == ("test",)   # never scored on its own images
+    assert paper.lr == 1e-4 and paper.epochs == 12 and paper.augment and paper.fold == 2
+    assert (paper.train_split, paper.val_split) == ("cv-train", "cv-val")            # selects on fold 2 of the 431
+    assert paper.eval_splits == ("test50", "cv-val", "test")                          # Table 5 on the held-out 50
     assert paper.data_root == str(tmp_path / "spine_aasce")
     hand = experiment_config(table_experiments("table4")[1], preset="fast", pretrained=True)
     assert hand.fold == 2 and hand.batch_size == 8 and hand.pretrained is True and hand.eval_splits == ("test",)
@@ -73,15 +76,17 @@ def test_reproduce_quick_writes_table_and_provenance(quick_table3):
     assert provenance["device"].startswith("CPU") and provenance["epochs_reached"] == 1
     assert provenance["commit"] and provenance["wall_seconds_this_call"] > 0
     frame = result.frame
-    test1 = frame[(frame.split == "test1") & (frame.metric == "mre")].iloc[0]
+    test1 = frame[(frame.kit_row == "FARNet") & (frame.split == "test1") & (frame.metric == "mre")].iloc[0]
     metrics = json.loads((result_dir / "metrics_test1.json").read_text())
-    assert test1.ours == pytest.approx(metrics["mre"]) and math.isnan(test1.paper) and math.isnan(test1["diff"])
+    assert test1.ours == pytest.approx(metrics["mre"]) and test1.paper == 1.12          # Table 3, FARNet(Our)
+    assert test1["diff"] == pytest.approx(test1.ours - 1.12)
     assert "SYNTHETIC" in test1.conditions and "64×64" in test1.conditions
-    test2 = frame[(frame.split == "test2") & (frame.metric == "mre")].iloc[0]
-    assert math.isnan(test2.ours) and "labels withheld" in test2.conditions
+    test2 = frame[(frame.kit_row == "FARNet") & (frame.split == "test2") & (frame.metric == "mre")].iloc[0]
+    assert math.isnan(test2.ours) and "labels not present in this copy" in test2.conditions
     assert (result_dir / "predictions_test2.csv").is_file()
     markdown = result.md_path.read_text()
-    assert markdown == result.markdown and "Quick mode" in markdown and "| FARNet | Test1 |" in markdown
+    assert markdown == result.markdown and "Quick mode" in markdown
+    assert "| FARNet(Our) | 64×64 / 800 × 640 | Test1 |" in markdown      # the paper's row name, ours / paper size
     assert "`results/synthetic-isbi/" in markdown            # runs named relative to the results folder's parent
     assert result.csv_path.is_file() and result.csv_path.parent == root / "results" / "tables"
 
@@ -120,7 +125,8 @@ def test_cli_reproduce_quick(quick_table3, capsys):
     code = main(["reproduce", "table3", "--quick", "--runs-dir", str(root / "runs"), "--results-dir",
                  str(root / "results")])
     out = capsys.readouterr().out
-    assert code == 0 and "finished" in out and "| FARNet | Test1 |" in out and "table3.md" in out
+    assert code == 0 and "finished" in out and "table3.md" in out
+    assert "| FARNet(Our) | 64×64 / 800 × 640 | Test1 |" in out
 
 
 def test_cli_reproduce_dry_run_writes_nothing(tmp_path, capsys):
@@ -145,7 +151,8 @@ def test_gather_only_reads_the_committed_results(tmp_path):
         pytest.skip("no committed ISBI result in this checkout")
     result = reproduce("table3", results_dir=repo_results, runs_dir=tmp_path / "runs", train_missing=False,
                        dry_run=True, log=lambda m: None)
-    line = result.frame[(result.frame.split == "test1") & (result.frame.metric == "mre")].iloc[0]
+    frame = result.frame
+    line = frame[(frame.kit_row == "FARNet") & (frame.split == "test1") & (frame.metric == "mre")].iloc[0]
     assert line.ours == pytest.approx(json.loads((committed / "metrics_test1.json").read_text())["mre"])
     assert "random init" in line.conditions and "15/100 epochs" in line.conditions
     assert result.md_path is None and not (tmp_path / "runs").exists()

@@ -5,8 +5,10 @@ from torch import nn
 
 from farnet_lite.backbones import BACKBONES, build_backbone
 from farnet_lite.baselines import FPN, UNet
-from farnet_lite.model import (IMAGENET_MEAN, IMAGENET_STD, SYSTEMS, FARNet, FARNetConfig, HeatmapOutput,
-                               build_model, count_parameters, normalize_images)
+from farnet_lite.layers import HeatmapOutput, count_parameters
+from farnet_lite.model import FARNet, FARNetConfig
+from farnet_lite.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize_images
+from farnet_lite.systems import SYSTEMS, build_model
 
 VARIANTS = [("add", None), ("concat", None), ("concat", "fr_naive"), ("concat", "fr")]  # MSFA(+), MSFA, +FR*, +FR
 
@@ -21,7 +23,7 @@ def backbones():
 def test_output_shapes_for_every_backbone_and_variant(backbones, name):
     images = torch.randn(1, 3, 32, 64)
     for fusion, refine in VARIANTS:
-        model = FARNet(5, backbones[name], fusion=fusion, refine=refine).eval()
+        model = FARNet(FARNetConfig(5, name, fusion, refine), backbones[name]).eval()
         assert model.config == FARNetConfig(5, name, fusion, refine)
         with torch.no_grad():
             out = model(images)
@@ -36,7 +38,7 @@ def test_output_shapes_for_every_backbone_and_variant(backbones, name):
 
 @pytest.mark.parametrize("k", [1, 19, 37, 68])
 def test_any_number_of_landmarks(k):
-    model = FARNet(k).eval()
+    model = FARNet(FARNetConfig(k)).eval()
     with torch.no_grad():
         final, coarse = model(torch.randn(2, 3, 64, 64))
     assert final.shape == (2, k, 64, 64) and coarse.shape == (2, k, 32, 32)
@@ -44,7 +46,7 @@ def test_any_number_of_landmarks(k):
 
 
 def test_fr_fr_naive_and_msfa_alone_structure():
-    fr, naive, alone = FARNet(19), FARNet(19, refine="fr_naive"), FARNet(19, refine=None)
+    fr, naive, alone = (FARNet(FARNetConfig(19, refine=refine)) for refine in ("fr", "fr_naive", None))
     assert fr.msfa_head is not None and fr.fr.use_heatmaps and fr.fr.head[0].in_channels == 115
     assert naive.msfa_head is None and not naive.fr.use_heatmaps and naive.fr.head[0].in_channels == 96
     assert alone.fr is None and alone.backbone.stem0 is None and alone.backbone.channels[0] == 0
@@ -59,7 +61,7 @@ def test_fr_fr_naive_and_msfa_alone_structure():
 
 
 def test_bad_input_size_and_channels():
-    model = FARNet(3, refine=None).eval()
+    model = FARNet(FARNetConfig(3, refine=None)).eval()
     with pytest.raises(ValueError, match=r"^input size 100×90 is not a multiple of 32; resize or pad to 128×96$"):
         model(torch.zeros(1, 3, 100, 90))
     with pytest.raises(ValueError, match=r"input size 64×40 is not a multiple of 32"):
@@ -70,13 +72,17 @@ def test_bad_input_size_and_channels():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="fusion must be 'concat' or 'add'"):
-        FARNet(19, fusion="sum")
+        FARNetConfig(19, fusion="sum")
     with pytest.raises(ValueError, match="refine must be 'fr', 'fr_naive' or None"):
-        FARNet(19, refine="FR")
+        FARNetConfig(19, refine="FR")
     with pytest.raises(ValueError, match="num_landmarks must be a positive integer"):
-        FARNet(0)
+        FARNetConfig(0)
     with pytest.raises(ValueError, match="needs the backbone's L0"):
-        FARNet(19, build_backbone("densenet121", level0=False))
+        FARNet(FARNetConfig(19), build_backbone("densenet121", level0=False))
+    with pytest.raises(ValueError, match="make them agree"):
+        FARNet(FARNetConfig(19), build_backbone("densenet169"))
+    with pytest.raises(TypeError, match="takes a FARNetConfig"):
+        FARNet(19)
     with pytest.raises(ValueError, match="unknown system 'farnet'"):
         build_model("farnet", 19)
 
@@ -129,7 +135,7 @@ WITH_BATCH_NORM = 17  # every conv above but the four head convs is followed by 
 
 
 def test_densenet121_conv_widths_match_official():
-    model = FARNet(19).eval()
+    model = FARNet(FARNetConfig(19)).eval()
     calls = []
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d) and (not name.startswith("backbone.") or name.startswith("backbone.stem0")):

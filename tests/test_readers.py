@@ -10,7 +10,8 @@ from PIL import Image
 from farnet_lite.data.hand import read_hand
 from farnet_lite.data.imageio import image_size, load_grey
 from farnet_lite.data.isbi2015 import read_isbi2015, read_isbi_annotation
-from farnet_lite.data.sample import DatasetError, LandmarkDataset, MetricSpec, dataset_summary
+from farnet_lite.data.errors import DatasetError
+from farnet_lite.data.sample import LandmarkDataset, MetricSpec, dataset_summary
 from farnet_lite.data.spine import read_spine
 from farnet_lite.data.synthetic import write_synthetic_datasets
 

@@ -7,26 +7,74 @@ import torch
 
 from engine_helpers import cli_args, run_cli, tiny_overrides
 from farnet_lite.config import TrainConfig
-from farnet_lite.train import KILL_AFTER_EPOCH_ENV, train
+from farnet_lite.train import train
+
+# The kill hook lives here, not in the package: the subprocess patches the training module, then runs the CLI.
+KILLER = """
+import os, signal, sys
+import torch
+import farnet_lite.train as train_module
+from farnet_lite import cli
+
+where, at = sys.argv[1], int(sys.argv[2])
+calls = []
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if where == "mid-epoch":      # at training step `at` of this process, between forward and optimizer step
+    loss_fn = train_module.coarse_to_fine_loss
+    def hook(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == at:
+            die()
+        return loss_fn(*args, **kwargs)
+    train_module.coarse_to_fine_loss = hook
+elif where == "mid-write":      # half-way through the `at`-th write of last.pt: a truncated temporary file
+    save = torch.save
+    def hook(obj, f, *args, **kwargs):
+        save(obj, f, *args, **kwargs)
+        if str(f).rsplit("/", 1)[-1].startswith(".last."):
+            calls.append(1)
+            if len(calls) == at:
+                os.truncate(f, os.path.getsize(f) // 2)
+                die()
+    torch.save = hook
+sys.exit(cli.main(sys.argv[3:]))
+"""
 
 
-def test_killed_run_resumes_exactly(tmp_path):
+def kill_run(where, at, args):
+    return run_cli([where, at, *args], module=("-c", KILLER))
+
+
+def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
+    """Killed in the middle of epoch 2, then half-way through writing last.pt: the run still ends bit-identical."""
+    monkeypatch.setenv("FARNET_THREADS", "1")   # the same thread count here and in the subprocesses (farnet_lite.cpu)
     values = dict(tiny_overrides(tmp_path), epochs=3, augment=True)   # augmentation: its RNG must resume too
     # 1. uninterrupted (in this process; one thread, like the subprocesses)
     straight = train(TrainConfig.preset("synthetic-isbi", "paper", **dict(values, output_dir=str(tmp_path / "a"))))
 
-    # 2. the same run in a subprocess that SIGKILLs itself right after the checkpoint of epoch 1
+    # 2. the same run in a subprocess that SIGKILLs itself at step 3 (epoch 2, step 1 of 2)
     run_b = tmp_path / "b"
-    args = ["train", "--dataset", "synthetic-isbi", *cli_args(dict(values, output_dir=str(run_b)))]
-    killed = run_cli(args, env={KILL_AFTER_EPOCH_ENV: "1"})
+    killed = kill_run("mid-epoch", 3, ["train", "--dataset", "synthetic-isbi",
+                                       *cli_args(dict(values, output_dir=str(run_b)))])
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert torch.load(run_b / "last.pt", weights_only=True)["epoch"] == 1
     assert len(pd.read_csv(run_b / "log.csv")) == 1 and not (run_b / "metrics_test1.json").exists()
+    assert (run_b / "run.lock").is_file()                              # left behind by the dead process
 
-    # 3. resume from the checkpoint alone (its config), as a user would after a crash
+    # 3. resumed, and killed half-way through its first write of last.pt (end of epoch 2)
+    killed = kill_run("mid-write", 1, ["train", "--resume", str(run_b / "last.pt")])
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert torch.load(run_b / "last.pt", weights_only=True)["epoch"] == 1
+    assert [p.name for p in run_b.glob(".last.*.tmp.pt")]              # the truncated temporary file
+
+    # 4. resume from the checkpoint alone (its config), as a user would after a crash
     resumed = run_cli(["train", "--resume", str(run_b / "last.pt")])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "Resuming" in resumed.stdout
+    assert not list(run_b.glob(".*.tmp*")) and not (run_b / "run.lock").exists()
 
     log_a, log_b = pd.read_csv(tmp_path / "a" / "log.csv"), pd.read_csv(run_b / "log.csv")
     assert list(log_b.epoch) == [1, 2, 3]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from farnet_lite.data.sample import DatasetError
+from farnet_lite.data.errors import DatasetError
 from farnet_lite.data.synthetic import (MANIFEST, synthetic_radiograph, write_synthetic_hand,
                                         write_synthetic_isbi, write_synthetic_spine)
 

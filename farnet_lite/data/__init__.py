@@ -9,10 +9,11 @@ Introduced in notebook 00_setup_and_data.
 """
 from farnet_lite.data.augment import AugmentConfig, augment, random_affine, random_intensity
 from farnet_lite.data.cache import CacheError, PreparedCache, load_cache, prepare_cache
+from farnet_lite.data.errors import DatasetError
 from farnet_lite.data.hand import read_hand
 from farnet_lite.data.imageio import image_size, load_grey, save_grey
 from farnet_lite.data.isbi2015 import ISBI_LANDMARK_NAMES, read_isbi2015
-from farnet_lite.data.sample import DatasetError, LandmarkDataset, MetricSpec, Sample, dataset_summary
+from farnet_lite.data.sample import LandmarkDataset, MetricSpec, Sample, dataset_summary
 from farnet_lite.data.spine import read_spine
 from farnet_lite.data.synthetic import (synthetic_radiograph, write_synthetic_datasets, write_synthetic_hand,
                                         write_synthetic_isbi, write_synthetic_spine)

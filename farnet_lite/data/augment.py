@@ -17,10 +17,10 @@ from pixel coordinates by u = (2x + 1) / W - 1 -- the same pixel-centre conventi
 With y pointing down, a positive angle turns the image clockwise as displayed.
 
 Landmarks that leave the image (outside [-0.5, W - 0.5] x [-0.5, H - 0.5]) become NaN: their heatmap
-targets are then all zero (docs/CONTRACTS.md) and they are excluded from the loss's peak.
+targets are then all zero (farnet_lite.heatmaps) and they are excluded from the loss's peak.
 
 Intensity (`random_intensity`) works on float images in [0, 1], i.e. BEFORE
-`farnet_lite.model.normalize_images`; a training step is: uint8 cache batch -> float / 255 -> `augment`
+`farnet_lite.preprocess.normalize_images`; a training step is: uint8 cache batch -> float / 255 -> `augment`
 -> ImageNet normalisation -> model.
 """
 from __future__ import annotations
@@ -108,8 +108,6 @@ def affine_matrices(angle_deg: torch.Tensor, scale: torch.Tensor, shift: torch.T
                     size: Tuple[int, int]) -> torch.Tensor:
     """Forward pixel-space transforms ``q = R(angle) * scale * (p - c) + c + shift`` -> `(B, 3, 3)` float64.
 
-    Introduced in notebook 00_setup_and_data.
-
     Args:
         angle_deg: (B,) degrees (clockwise as displayed, y down); scale: (B,); shift: (B, 2) pixels (dx, dy).
         size: (H, W) of the image; c = ((W - 1) / 2, (H - 1) / 2) is its centre in pixel-centre coordinates.
@@ -140,8 +138,6 @@ def _pixel_to_normalised(size: Tuple[int, int], device) -> torch.Tensor:
 def warp_affine(images: torch.Tensor, points: Optional[torch.Tensor], matrices: torch.Tensor,
                 padding_mode: str = "zeros") -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Apply forward pixel transforms to images and landmarks (deterministic part of `random_affine`).
-
-    Introduced in notebook 00_setup_and_data.
 
     Args:
         images: (B, C, H, W) float.
@@ -199,8 +195,6 @@ def random_intensity(images: torch.Tensor, generator: Optional[torch.Generator] 
                      gamma: Tuple[float, float] = (0.8, 1.25), contrast: Tuple[float, float] = (0.8, 1.2),
                      brightness: float = 0.1, noise_std: float = 0.0) -> torch.Tensor:
     """Random gamma, contrast, brightness and Gaussian noise per image; result clamped to [0, 1].
-
-    Introduced in notebook 00_setup_and_data.
 
     Args:
         images: (B, C, H, W) float in [0, 1] (before ImageNet normalisation).

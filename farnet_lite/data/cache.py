@@ -30,12 +30,10 @@ so lossless PNG is only ~2.5x smaller than raw (ISBI at 800x640: 205 MB raw, 80 
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
 import os
-import time
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,8 +44,9 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from farnet_lite.atomic import atomic_path
-from farnet_lite.data.sample import DatasetError, MetricSpec
+from farnet_lite.atomic import atomic_path, sweep_stale_temps
+from farnet_lite.data.errors import DatasetError
+from farnet_lite.data.sample import MetricSpec
 from farnet_lite.heatmaps import rescale_points
 
 CACHE_FORMAT = "farnet-lite-cache/1"
@@ -64,7 +63,7 @@ class CacheError(DatasetError):
 class PreparedCache:
     """One split of one dataset, resized to `size`, decoded into memory.
 
-    Introduced in notebook 00_setup_and_data. Build with `prepare_cache`, open with `load_cache`.
+    Build with `prepare_cache`, open with `load_cache`.
 
     images:          (N, H, W) uint8 grey images in the cache grid, (H, W) = `size`.
     landmarks:       (N, K, 2) float64 (x, y) in the cache grid, pixel centres at integers; NaN if unlabelled.
@@ -81,6 +80,7 @@ class PreparedCache:
     metric: Optional[MetricSpec] = None
     fingerprint: dict = field(default_factory=dict)
     path: Optional[Path] = None
+    spacings: Optional[np.ndarray] = None   # (N,) mm per pixel of each original image (NaN unknown), if known
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -99,10 +99,6 @@ class PreparedCache:
         of indices for points of shape (N, K, 2)). numpy or torch in, same type out (via rescale_points)."""
         return rescale_points(points, self.size, self.original_sizes[np.asarray(index)])
 
-    def to_cache(self, points, index):
-        """Inverse of `to_original`: original-image points of image(s) `index` -> cache grid."""
-        return rescale_points(points, self.original_sizes[np.asarray(index)], self.size)
-
 
 def resize_image(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """Resize an `(H0, W0)` uint8 image to `size` = (H, W) with Pillow BILINEAR + antialias (see module doc).
@@ -117,7 +113,7 @@ def resize_image(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
 
 
 def encode_image(image: np.ndarray, codec: str = DEFAULT_CODEC, quality: int = DEFAULT_QUALITY) -> bytes:
-    """Encode an `(H, W)` uint8 image as JPEG (`quality`) or PNG (lossless) bytes. Introduced in notebook 00_setup_and_data."""
+    """Encode an `(H, W)` uint8 image as JPEG (`quality`) or PNG (lossless) bytes."""
     buffer = io.BytesIO()
     if codec == "jpeg":
         Image.fromarray(image).save(buffer, format="JPEG", quality=int(quality))
@@ -129,7 +125,7 @@ def encode_image(image: np.ndarray, codec: str = DEFAULT_CODEC, quality: int = D
 
 
 def decode_image(data: bytes) -> np.ndarray:
-    """Decode JPEG/PNG bytes into an `(H, W)` uint8 array. Introduced in notebook 00_setup_and_data."""
+    """Decode JPEG/PNG bytes into an `(H, W)` uint8 array."""
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im.convert("L") if im.mode != "L" else im, dtype=np.uint8)
 
@@ -148,22 +144,34 @@ def _all_landmarks(dataset) -> list:
     return [sample.landmarks for sample in dataset]
 
 
+def _file_stamp(path: Path) -> list:
+    """(size in bytes, modification time in ns) of an image file: a changed image changes the cache key."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return [-1, -1]
+    return [int(stat.st_size), int(stat.st_mtime_ns)]
+
+
 def _fingerprint(dataset, size, codec, quality, landmarks) -> dict:
-    digest = hashlib.sha256()
+    digest, files = hashlib.sha256(), hashlib.sha256()
     for points in landmarks:
         digest.update(b"none" if points is None else np.ascontiguousarray(points, dtype=np.float64).tobytes())
+    for path in getattr(dataset, "paths", None) or ():
+        files.update(json.dumps([str(path)] + _file_stamp(path)).encode())
+    spacings = getattr(dataset, "spacings", None)
+    if spacings is not None:
+        digest.update(np.ascontiguousarray(spacings, dtype=np.float64).tobytes())
     ids = [str(i) for i in getattr(dataset, "ids", None) or [s.image_id for s in dataset]]
     return {"format": CACHE_FORMAT, "name": getattr(dataset, "name", "custom"),
             "split": getattr(dataset, "split", ""), "annotation": getattr(dataset, "annotation", None),
             "ids": ids, "size": [int(size[0]), int(size[1])], "codec": codec,
-            "quality": int(quality) if codec == "jpeg" else None, "landmarks_sha256": digest.hexdigest()}
+            "quality": int(quality) if codec == "jpeg" else None, "landmarks_sha256": digest.hexdigest(),
+            "files_sha256": files.hexdigest()}
 
 
 def read_fingerprint(path: Union[str, Path]) -> Optional[dict]:
-    """The fingerprint stored in a cache file, or None when the file is missing, corrupt or foreign.
-
-    Introduced in notebook 00_setup_and_data (`prepare_cache` compares it to decide whether to rebuild).
-    """
+    """The fingerprint stored in a cache file, or None when the file is missing, corrupt or foreign."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             if str(npz["format"]) != CACHE_FORMAT:
@@ -212,7 +220,7 @@ def prepare_cache(dataset, size: Sequence[int], path: Union[str, Path], num_work
 
     Returns:
         `path`. When `path` already holds a cache with the same fingerprint (dataset name, split, ids,
-        landmarks, size, codec) nothing is rebuilt.
+        landmarks, size, codec, and every image file's size and modification time) nothing is rebuilt.
     """
     path = Path(path)
     size = (int(size[0]), int(size[1]))
@@ -224,12 +232,21 @@ def prepare_cache(dataset, size: Sequence[int], path: Union[str, Path], num_work
     fingerprint = _fingerprint(dataset, size, codec, quality, landmarks)
     if not force and path.is_file() and read_fingerprint(path) == fingerprint:
         return path
+    sweep_stale_temps(path.parent)  # half-written caches of killed runs
 
     workers = min(4, os.cpu_count() or 1) if num_workers is None else int(num_workers)
     workers = max(0, min(workers, len(dataset)))
-    indices = range(len(dataset))
     bar = tqdm(total=len(dataset), desc=f"cache {fingerprint['name']}/{fingerprint['split']} "
                                         f"{size[0]}x{size[1]}", disable=not progress, unit="img")
+    with bar:
+        results = _encode_all(dataset, size, codec, quality, workers, bar)
+    _write_cache(path, dataset, fingerprint, results, size, codec)
+    return path
+
+
+def _encode_all(dataset, size, codec, quality, workers: int, bar) -> list:
+    """``_prepare_one`` for every sample, in order: in this process (``workers`` <= 1) or in a process pool."""
+    indices = range(len(dataset))
     results = []
     if workers <= 1:
         _init_worker(dataset, size, codec, quality)
@@ -245,8 +262,11 @@ def prepare_cache(dataset, size: Sequence[int], path: Union[str, Path], num_work
             for result in pool.map(_prepare_one, indices, chunksize=4):
                 results.append(result)
                 bar.update()
-    bar.close()
+    return results
 
+
+def _write_cache(path: Path, dataset, fingerprint: dict, results: list, size, codec: str) -> None:
+    """Assemble the arrays of the module docstring from the encoded samples and save them atomically."""
     num_landmarks = getattr(dataset, "num_landmarks", None)
     if num_landmarks is None:
         num_landmarks = next((len(p) for _, _, p in results if p is not None), 0)
@@ -269,9 +289,10 @@ def prepare_cache(dataset, size: Sequence[int], path: Union[str, Path], num_work
         "original_sizes": np.array([s for _, s, _ in results], dtype=np.int64).reshape(-1, 2),
         "ids": np.array(fingerprint["ids"], dtype=str),
     }
+    if getattr(dataset, "spacings", None) is not None:
+        arrays["spacings"] = np.asarray(dataset.spacings, dtype=np.float64)     # (N,) mm, NaN unknown
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)  # payload is already compressed (JPEG/PNG): no zip deflate
-    return path
 
 
 # ----------------------------------------------------------------------------- loading
@@ -284,9 +305,9 @@ def load_cache(path: Union[str, Path], num_threads: Optional[int] = None) -> Pre
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Cache file {path} does not exist; build it with prepare_cache() or "
-                                f"`python -m farnet_lite.data.cache`.")
-    rebuild = "delete it and rebuild it with `python -m farnet_lite.data.cache`"
+        raise FileNotFoundError(f"Cache file {path} does not exist; build it with prepare_cache() (farnet train "
+                                f"and farnet evaluate build the caches they need).")
+    rebuild = "delete it and rebuild it with prepare_cache() (farnet train / evaluate do so on their next run)"
     try:
         with np.load(path, allow_pickle=False) as npz:
             version = str(npz["format"]) if "format" in npz.files else None
@@ -300,6 +321,7 @@ def load_cache(path: Union[str, Path], num_threads: Optional[int] = None) -> Pre
             landmarks = npz["landmarks"].astype(np.float64)
             original_sizes = npz["original_sizes"].astype(np.int64)
             ids = tuple(str(i) for i in npz["ids"])
+            spacings = npz["spacings"].astype(np.float64) if "spacings" in npz.files else None
     except CacheError:
         raise
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
@@ -326,57 +348,4 @@ def load_cache(path: Union[str, Path], num_threads: Optional[int] = None) -> Pre
         raise CacheError(f"{path} holds an image that cannot be decoded ({err}); {rebuild}.") from err
     metric = MetricSpec(meta["metric_kind"], meta["spacing_mm"]) if meta.get("metric_kind") else None
     return PreparedCache(images, landmarks, original_sizes, ids, size, meta["name"], meta["split"], metric,
-                         fingerprint, path)
-
-
-# ----------------------------------------------------------------------------- CLI
-
-def _read_dataset(name: str, root: str, split: str, annotation: str, fold: int):
-    if name == "isbi2015":
-        from farnet_lite.data.isbi2015 import read_isbi2015
-        return read_isbi2015(root, split=split, annotation=annotation)
-    if name == "hand":
-        from farnet_lite.data.hand import read_hand
-        return read_hand(root, fold=fold, split=split)
-    if name == "spine":
-        from farnet_lite.data.spine import read_spine
-        return read_spine(root, split=split)
-    raise ValueError(f"unknown dataset {name!r}")
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    """`python -m farnet_lite.data.cache --dataset isbi2015 --root ../shared/data/isbi2015 --split train
-    --size 800 640 --out cache/` (one file per split; `--out x.npz` for a single split)."""
-    parser = argparse.ArgumentParser(prog="python -m farnet_lite.data.cache",
-                                     description="Resize a dataset split once into a compact training cache.")
-    parser.add_argument("--dataset", required=True, choices=["isbi2015", "hand", "spine"])
-    parser.add_argument("--root", required=True, help="dataset root (the folder of the public layout)")
-    parser.add_argument("--split", nargs="+", required=True,
-                        help="isbi2015: train test1 test2; hand: train test all; spine: training test")
-    parser.add_argument("--size", nargs=2, type=int, required=True, metavar=("H", "W"))
-    parser.add_argument("--out", required=True, help="a .npz file (one split) or a folder")
-    parser.add_argument("--annotation", default="mean", choices=["mean", "senior", "junior"],
-                        help="isbi2015 ground truth (default: mean of the two doctors, as in the paper)")
-    parser.add_argument("--fold", type=int, default=1, help="hand cross-validation fold (1-3)")
-    parser.add_argument("--codec", default=DEFAULT_CODEC, choices=["jpeg", "png"])
-    parser.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help="JPEG quality")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default min(4, CPUs))")
-    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
-    args = parser.parse_args(argv)
-
-    out = Path(args.out)
-    single_file = out.suffix == ".npz"
-    if single_file and len(args.split) > 1:
-        parser.error("--out must be a folder when several splits are given")
-    for split in args.split:
-        dataset = _read_dataset(args.dataset, args.root, split, args.annotation, args.fold)
-        path = out if single_file else out / default_cache_name(args.dataset, split, args.size)
-        start = time.perf_counter()
-        prepare_cache(dataset, args.size, path, num_workers=args.workers, codec=args.codec,
-                      quality=args.quality, force=args.force)
-        print(f"{path}: {len(dataset)} images, {path.stat().st_size / 1e6:.1f} MB, "
-              f"{time.perf_counter() - start:.1f} s")
-
-
-if __name__ == "__main__":
-    main()
+                         fingerprint, path, spacings)

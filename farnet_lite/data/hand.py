@@ -21,20 +21,26 @@ from typing import Optional
 import numpy as np
 
 from farnet_lite.data.imageio import IMAGE_SUFFIXES
-from farnet_lite.data.sample import (DatasetError, LandmarkDataset, MetricSpec, handle_error,
-                                     warn_skipped)
+from farnet_lite.data.errors import DatasetError, handle_error, warn_skipped
+from farnet_lite.data.sample import LandmarkDataset, MetricSpec
 
 HAND_NUM_LANDMARKS = 37
+HAND_SPLITS = ("train", "test", "all")
+"""Splits of one cross-validation set: its train and test ids, or every annotated id."""
+HAND_FOLDS = (1, 2, 3)
+"""Payer et al.'s cross-validation sets (setup/cv/set1..set3)."""
 HAND_WRIST_WIDTH_MM = 50.0
 HAND_WRIST_LANDMARKS = (1, 5)
 """0-based indices of the two landmarks whose distance is taken as the 50 mm wrist width."""
+HAND_METRIC = MetricSpec("wrist")
+"""Errors in mm through the 50 mm wrist width (Payer et al. 2019; farnet_lite.metrics.hand_errors_mm)."""
 
 
 def read_hand_annotations(csv_path: Path | str, on_error: str = "raise",
                           skipped: Optional[dict] = None) -> dict[str, np.ndarray]:
     """Parse Payer's all.csv: id -> (37, 2) float64 (x, y) original pixels.
 
-    Introduced in notebook 00_setup_and_data. Raises DatasetError naming the file and row for a malformed row
+    Introduced in notebook 10_table4_hand. Raises DatasetError naming the file and row for a malformed row
     (or records it in `skipped` with on_error="skip").
     """
     csv_path = Path(csv_path)
@@ -67,7 +73,7 @@ def read_hand_annotations(csv_path: Path | str, on_error: str = "raise",
 def read_hand_ids(txt_path: Path | str) -> list[str]:
     """Ids listed one per line in a cross-validation file (blank lines ignored).
 
-    Introduced in notebook 00_setup_and_data.
+    Introduced in notebook 10_table4_hand.
     """
     txt_path = Path(txt_path)
     if not txt_path.is_file():
@@ -78,7 +84,7 @@ def read_hand_ids(txt_path: Path | str) -> list[str]:
 def find_images(root: Path | str) -> dict[str, Path]:
     """id (file stem) -> path for every image file anywhere below `root` (DHA tree or flat folder).
 
-    Introduced in notebook 00_setup_and_data. Raises DatasetError if one id appears twice.
+    Raises DatasetError if one id appears twice.
     """
     found: dict[str, Path] = {}
     for path in sorted(Path(root).rglob("*")):
@@ -107,9 +113,9 @@ def read_hand(root: Path | str, fold: int = 1, split: str = "train", setup: Path
         LandmarkDataset of the listed ids whose image was found, in the order of the list; the ids whose
         image is absent are in `missing_ids` (and a warning says how many were found).
     """
-    if split not in ("train", "test", "all"):
+    if split not in HAND_SPLITS:
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}.")
-    if fold not in (1, 2, 3):
+    if fold not in HAND_FOLDS:
         raise ValueError(f"fold must be 1, 2 or 3, got {fold!r}.")
     root = Path(root)
     setup = root / "setup" if setup is None else Path(setup)
@@ -117,7 +123,7 @@ def read_hand(root: Path | str, fold: int = 1, split: str = "train", setup: Path
     if not root.is_dir() or not csv_path.is_file():
         raise DatasetError(f"{root} is not a hand-atlas root: expected {csv_path} (Payer et al.'s annotation "
                            f"setup) and the <id>.jpg images below {root}; download it with "
-                           f"`python -m data_download.hand --dest DIR`.")
+                           f"`python -m farnet_lite.download.hand --dest DIR`.")
     skipped: dict[str, str] = {}
     table = read_hand_annotations(csv_path, on_error, skipped)
     if split == "all":
@@ -138,11 +144,11 @@ def read_hand(root: Path | str, fold: int = 1, split: str = "train", setup: Path
     if not present:
         raise DatasetError(f"None of the {len(wanted)} annotated hand images (split {split!r}) was found "
                            f"below {root}; download the Digital Hand Atlas images with "
-                           f"`python -m data_download.hand`.")
+                           f"`python -m farnet_lite.download.hand`.")
     if missing:
         which = "all.csv" if split == "all" else f"fold {fold} {split}"
         warnings.warn(f"hand: found {len(present)} of {len(wanted)} annotated images ({which}) "
                       f"below {root}; using those.", stacklevel=2)
     return LandmarkDataset("hand", split, present, [images[i] for i in present],
-                           [table[i] for i in present], MetricSpec("wrist"), HAND_NUM_LANDMARKS, root,
+                           [table[i] for i in present], HAND_METRIC, HAND_NUM_LANDMARKS, root,
                            missing_ids=missing, skipped=skipped)

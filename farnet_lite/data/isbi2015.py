@@ -22,11 +22,13 @@ from typing import Optional
 import numpy as np
 
 from farnet_lite.data.imageio import IMAGE_SUFFIXES
-from farnet_lite.data.sample import (DatasetError, LandmarkDataset, MetricSpec, handle_error,
-                                     warn_skipped)
+from farnet_lite.data.errors import DatasetError, handle_error, warn_skipped
+from farnet_lite.data.sample import LandmarkDataset, MetricSpec
 
 ISBI_NUM_LANDMARKS = 19
 ISBI_SPACING_MM = 0.1
+ISBI_METRIC = MetricSpec("spacing", ISBI_SPACING_MM)
+"""Errors in mm: pixels x 0.1 mm (Wang et al. 2016)."""
 ISBI_SPLITS = {"train": "TrainingData", "test1": "Test1Data", "test2": "Test2Data"}
 # Official id ranges of the splits (inclusive); used to notice an annotation whose image is missing.
 ISBI_ID_RANGES = {"train": (1, 150), "test1": (151, 300), "test2": (301, 400)}
@@ -41,7 +43,7 @@ ISBI_LANDMARK_NAMES = (
 def read_isbi_annotation(path: Path | str, num_landmarks: int = ISBI_NUM_LANDMARKS) -> np.ndarray:
     """Parse one annotation txt: the first `num_landmarks` lines "x,y" -> (K, 2) float64; later lines ignored.
 
-    Introduced in notebook 00_setup_and_data. Raises DatasetError naming the file and line for a short file or a
+    Raises DatasetError naming the file and line for a short file or a
     line that is not two numbers.
     """
     path = Path(path)
@@ -71,7 +73,7 @@ def _check_layout(root: Path) -> None:
     if not (root / "RawImage").is_dir():
         raise DatasetError(f"{root} is not an ISBI 2015 root: expected the folders RawImage/TrainingData, "
                            f"RawImage/Test1Data, RawImage/Test2Data and AnnotationsByMD/400_senior, "
-                           f"400_junior; download it with `python -m data_download.isbi2015 --dest DIR` "
+                           f"400_junior; download it with `python -m farnet_lite.download.isbi2015 --dest DIR` "
                            f"or pass the right folder.")
 
 
@@ -159,7 +161,7 @@ def read_isbi2015(root: Path | str, split: str = "train", annotation: str = "mea
     if not ids:
         raise DatasetError(f"No readable images in {folder}; re-download the dataset.")
     dataset = LandmarkDataset("isbi2015", split, ids, paths, landmarks,
-                              MetricSpec("spacing", ISBI_SPACING_MM), ISBI_NUM_LANDMARKS, root,
+                              ISBI_METRIC, ISBI_NUM_LANDMARKS, root,
                               skipped=skipped)
     dataset.annotation = annotation  # which ground truth (the prepared cache keys on it)
     return dataset

@@ -6,14 +6,13 @@ Every reader (ISBI 2015, Digital Hand Atlas, AASCE spine) returns a `LandmarkDat
 `Sample`s. Constructing one only lists files and parses the (small) annotation files; an image is decoded
 when its sample is accessed.
 
-Conventions (docs/CONTRACTS.md):
+Conventions (README, "Conventions used everywhere"):
     image      np.ndarray (H, W) uint8, grey ("L")
     landmarks  np.ndarray (K, 2) float64, (x, y) = (column, row) in ORIGINAL image pixels, 0-based,
                pixel centres at integer coordinates; None for an image without annotations.
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,37 +20,37 @@ from typing import Optional
 
 import numpy as np
 
+from farnet_lite.data.errors import DatasetError, check_on_error, warn_skipped
 from farnet_lite.data.imageio import image_size, load_grey
-
-
-class DatasetError(ValueError):
-    """A dataset file or folder that cannot be read; the message names the file and the fix."""
 
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """How a pixel error becomes the dataset's reported metric (paper §4.1). Introduced in notebook 00_setup_and_data.
+    """How a pixel error becomes the dataset's reported metric (paper §4.1).
 
     kind:
         "spacing"   error_mm = error_px * spacing_mm                     (ISBI 2015: 0.1 mm/px)
         "wrist"     error_mm = 50 * error_px / ||gt[1] - gt[5]||          (hand: wrist width taken as 50 mm,
                     0-based landmarks 1 and 5; see metrics.hand_errors_mm)
         "fraction"  errors as fractions of the image width / height      (spine; see metrics.spine_mse_fraction)
+        "image"     error_mm = error_px * each image's own spacing       (your own CSV: ``dataset.spacings``;
+                    pixels when a spacing is unknown)
     spacing_mm: the pixel spacing for kind "spacing", else None.
     """
     kind: str
     spacing_mm: Optional[float] = None
 
     def __post_init__(self):
-        if self.kind not in ("spacing", "wrist", "fraction"):
-            raise ValueError(f"MetricSpec.kind must be 'spacing', 'wrist' or 'fraction', got {self.kind!r}.")
+        if self.kind not in ("spacing", "wrist", "fraction", "image"):
+            raise ValueError(f"MetricSpec.kind must be 'spacing', 'wrist', 'fraction' or 'image', got "
+                             f"{self.kind!r}.")
         if (self.kind == "spacing") != (self.spacing_mm is not None):
             raise ValueError("MetricSpec.spacing_mm is required for kind 'spacing' and must be None otherwise.")
 
 
 @dataclass
 class Sample:
-    """One annotated (or unannotated) radiograph. Introduced in notebook 00_setup_and_data.
+    """One annotated (or unannotated) radiograph.
 
     image_id:  the dataset's own id ("001" for ISBI, "3143" for the hand atlas, the file stem for the spine).
     image:     (H, W) uint8 grey image.
@@ -72,17 +71,19 @@ class Sample:
 class LandmarkDataset(Sequence):
     """A lazy, indexable sequence of `Sample`s (one split of one dataset).
 
-    Introduced in notebook 00_setup_and_data. Build it with a reader (`read_isbi2015`, `read_hand`, `read_spine`);
+    Build it with a reader (`read_isbi2015`, `read_hand`, `read_spine`);
     the constructor is for readers and tests.
 
     Attributes: name ("isbi2015" | "hand" | "spine"), split, num_landmarks, metric (MetricSpec), metric_kind,
     ids (tuple of str), paths (tuple of Path), root, missing_ids (annotated ids whose image was not found),
-    skipped (id -> reason, for entries left out with on_error="skip").
+    skipped (id -> reason, for entries left out with on_error="skip"), spacings ((N,) mm per pixel of each
+    image, NaN where unknown; None when the dataset has one spacing in its metric).
     """
 
     def __init__(self, name: str, split: str, ids: Sequence[str], paths: Sequence[Path],
                  landmarks: Sequence[Optional[np.ndarray]], metric: MetricSpec, num_landmarks: int,
-                 root: Path | str = ".", missing_ids: Sequence[str] = (), skipped: Optional[dict] = None):
+                 root: Path | str = ".", missing_ids: Sequence[str] = (), skipped: Optional[dict] = None,
+                 spacings: Optional[Sequence[float]] = None):
         if not (len(ids) == len(paths) == len(landmarks)):
             raise ValueError("ids, paths and landmarks must have the same length.")
         for image_id, points in zip(ids, landmarks):
@@ -99,6 +100,7 @@ class LandmarkDataset(Sequence):
         self.root = Path(root)
         self.missing_ids = tuple(missing_ids)
         self.skipped = dict(skipped or {})
+        self.spacings = None if spacings is None else np.asarray(spacings, dtype=np.float64).reshape(len(self.ids))
 
     @property
     def metric_kind(self) -> str:
@@ -139,15 +141,16 @@ class LandmarkDataset(Sequence):
         indices = [self._index(int(i)) for i in indices]
         return LandmarkDataset(self.name, self.split, [self.ids[i] for i in indices],
                                [self.paths[i] for i in indices], [self._landmarks[i] for i in indices],
-                               self.metric, self.num_landmarks, self.root, self.missing_ids, self.skipped)
+                               self.metric, self.num_landmarks, self.root, self.missing_ids, self.skipped,
+                               None if self.spacings is None else self.spacings[indices])
 
     def verify(self, on_error: str = "raise") -> "LandmarkDataset":
         """Decode every image once; with on_error="skip" return the dataset without unreadable images.
 
-        Introduced in notebook 00_setup_and_data. Slow on a full dataset (it decodes everything), so readers do not
+        Slow on a full dataset (it decodes everything), so readers do not
         call it: use it once after a download. Raises DatasetError (on_error="raise") at the first bad file.
         """
-        _check_on_error(on_error)
+        check_on_error(on_error)
         keep, skipped = [], {}
         for i, path in enumerate(self.paths):
             try:
@@ -193,23 +196,3 @@ def dataset_summary(dataset: LandmarkDataset) -> dict:
         "y": extent(None if points is None else points[:, 1]),
         "missing": len(dataset.missing_ids),
     }
-
-
-def _check_on_error(on_error: str) -> None:
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}.")
-
-
-def warn_skipped(name: str, skipped: dict) -> None:
-    """One warning for all entries left out with on_error="skip"."""
-    first_id, reason = next(iter(skipped.items()))
-    warnings.warn(f"{name}: skipped {len(skipped)} unreadable entr{'y' if len(skipped) == 1 else 'ies'} "
-                  f"(first: {first_id}: {reason})", stacklevel=3)
-
-
-def handle_error(on_error: str, skipped: dict, image_id: str, message: str) -> None:
-    """Raise DatasetError(message), or record it in `skipped` when on_error == "skip" (used by readers)."""
-    _check_on_error(on_error)
-    if on_error == "raise":
-        raise DatasetError(message)
-    skipped[image_id] = message

@@ -18,22 +18,35 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from farnet_lite.data.imageio import IMAGE_SUFFIXES
-from farnet_lite.data.sample import (DatasetError, LandmarkDataset, MetricSpec, handle_error,
-                                     warn_skipped)
+from farnet_lite.data.errors import DatasetError, handle_error, warn_skipped
+from farnet_lite.data.sample import LandmarkDataset, MetricSpec
 
 SPINE_NUM_LANDMARKS = 68
 SPINE_SPLITS = ("training", "test")
+SPINE_METRIC = MetricSpec("fraction")
+"""Errors as fractions of the image size (MSE and Pearson, AASCE 2019)."""
+
+SPINE_LABELLED = 481
+"""Labelled images of the public release (§4.1.3)."""
+SPINE_TEST_SIZE = 50
+"""Images of the 481 the paper holds out for Table 5 (§4.1.3: 431 for training / validation, 50 for testing)."""
+SPINE_SPLIT_SEED = 0
+"""Seed of :func:`paper_split` (the paper's own split was not published; ours is fixed by this seed)."""
+SPINE_SPLIT_FILE = Path(__file__).with_name("spine_431_50.csv")
+"""The committed 431 / 50 split of the 481 public training images: ``image,subset`` rows (``trainval`` | ``test50``),
+written by :func:`write_paper_split`, so every copy of the kit gets the same split."""
 
 
 def read_spine_mat(path: Path | str, num_landmarks: int = SPINE_NUM_LANDMARKS) -> np.ndarray:
     """Load variable `p2` of one .jpg.mat label file -> (68, 2) float64 (x, y) pixels.
 
-    Introduced in notebook 00_setup_and_data. Raises DatasetError naming the file if it is unreadable, lacks `p2`
+    Raises DatasetError naming the file if it is unreadable, lacks `p2`
     or `p2` has the wrong shape.
     """
+    import scipy.io  # lazy: only the .mat labels need scipy (the GPU session reads prepared caches)
+
     path = Path(path)
     try:
         content = scipy.io.loadmat(str(path), variable_names=["p2"])
@@ -51,17 +64,14 @@ def read_spine_mat(path: Path | str, num_landmarks: int = SPINE_NUM_LANDMARKS) -
 
 
 def spine_root(root: Path | str) -> Path:
-    """The boostnet_labeldata folder: `root` itself or root/boostnet_labeldata (DatasetError otherwise).
-
-    Introduced in notebook 00_setup_and_data.
-    """
+    """The boostnet_labeldata folder: `root` itself or root/boostnet_labeldata (DatasetError otherwise)."""
     root = Path(root)
     for candidate in (root, root / "boostnet_labeldata"):
         if (candidate / "data").is_dir() and (candidate / "labels").is_dir():
             return candidate
     raise DatasetError(f"{root} is not a spine (AASCE) root: expected boostnet_labeldata/data/{{training,test}} "
                        f"and boostnet_labeldata/labels/{{training,test}}; get it with "
-                       f"`python -m data_download.spine --dest DIR`.")
+                       f"`python -m farnet_lite.download.spine --dest DIR`.")
 
 
 def read_spine(root: Path | str, split: str = "training", on_error: str = "raise") -> LandmarkDataset:
@@ -121,5 +131,61 @@ def read_spine(root: Path | str, split: str = "training", on_error: str = "raise
         warn_skipped("spine", skipped)
     if not ids:
         raise DatasetError(f"No readable spine images in {image_dir}; re-download the dataset.")
-    return LandmarkDataset("spine", split, ids, paths, landmarks, MetricSpec("fraction"),
+    return LandmarkDataset("spine", split, ids, paths, landmarks, SPINE_METRIC,
                            SPINE_NUM_LANDMARKS, base, skipped=skipped)
+
+
+def paper_split(names, seed: int = SPINE_SPLIT_SEED, test_size: int | None = None) -> dict[str, str]:
+    """The paper's hold-out split (§4.1.3, §4.5.3): ``{image name: "trainval" | "test50"}``.
+
+    The names are sorted (file-system order never matters), shuffled by ``numpy.random.default_rng(seed)`` and the
+    first ``test_size`` go to ``test50``. ``test_size`` defaults to 50 for the 481 public images and to the same
+    share (at least one) for another set, such as the synthetic stand-in.
+    """
+    names = sorted(set(names))
+    if test_size is None:
+        share = round(len(names) * SPINE_TEST_SIZE / SPINE_LABELLED)
+        test_size = SPINE_TEST_SIZE if len(names) == SPINE_LABELLED else max(1, share)
+    if not 0 < test_size < len(names):
+        raise ValueError(f"test_size must be between 1 and {len(names) - 1} for {len(names)} images, got {test_size}.")
+    order = np.random.default_rng(seed).permutation(len(names))
+    held_out = {names[i] for i in order[:test_size]}
+    return {name: "test50" if name in held_out else "trainval" for name in names}
+
+
+def write_paper_split(root: Path | str, path: Path | str = SPINE_SPLIT_FILE, seed: int = SPINE_SPLIT_SEED) -> Path:
+    """Write :func:`paper_split` of the labelled images under ``root`` to ``path`` (``image,subset``, sorted)."""
+    import csv
+
+    from farnet_lite.atomic import atomic_path
+
+    dataset = read_spine(root, split="training")
+    names = [Path(p).name for p in dataset.paths]
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "subset"])
+        writer.writerows(sorted(paper_split(names, seed).items()))
+    return path
+
+
+def read_split_file(path: Path | str = SPINE_SPLIT_FILE) -> dict[str, str]:
+    """``{image name: subset}`` from a split file written by :func:`write_paper_split`."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return {row["image"]: row["subset"] for row in csv.DictReader(handle)}
+
+
+def paper_split_indices(dataset: LandmarkDataset) -> tuple[list[int], list[int]]:
+    """``(trainval indices, test50 indices)`` of the labelled ``training`` split.
+
+    The committed :data:`SPINE_SPLIT_FILE` when the dataset's images are the ones it lists (the public 481);
+    otherwise (the synthetic stand-in, another copy) :func:`paper_split` of its own names, with the same seed.
+    Introduced in notebook 11_table5_spine.
+    """
+    names = [Path(p).name for p in dataset.paths]
+    committed = read_split_file() if SPINE_SPLIT_FILE.is_file() else {}
+    subsets = committed if set(names) == set(committed) else paper_split(names)
+    trainval = [i for i, name in enumerate(names) if subsets[name] == "trainval"]
+    return trainval, [i for i, name in enumerate(names) if subsets[name] == "test50"]

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import scipy.io
 
+from farnet_lite.data.errors import DatasetError
 from farnet_lite.data.imageio import save_grey
-from farnet_lite.data.sample import DatasetError
 from farnet_lite.data.procedural import synthetic_radiograph
 
 __all__ = ["synthetic_radiograph", "write_synthetic_isbi", "write_synthetic_hand", "write_synthetic_spine",
@@ -74,8 +73,8 @@ def write_synthetic_isbi(root: Path | str, n_train: int = 24, n_test1: int = 12,
     """Write a synthetic ISBI 2015 root: RawImage/{TrainingData,Test1Data,Test2Data}/NNN.bmp and
     AnnotationsByMD/400_{senior,junior}/NNN.txt (19 integer "x,y" lines + extra trailing lines).
 
-    Introduced in notebook 00_setup_and_data. Ids follow the official numbering (train from 001, Test1 from 151, Test2
-    from 301); the junior doctor is the senior one ± up to 2 px; Test2 annotations are withheld like the
+    Introduced in notebook 01_heatmap_ground_truth. Ids follow the official numbering (train from 001, Test1 from
+    151, Test2 from 301); the junior doctor is the senior one ± up to 2 px; Test2 annotations are withheld like the
     public data. `size` is (H, W): (240, 193) is the real 2400 x 1935 scaled down. Returns root.
     """
     if not (0 < n_train <= 150 and 0 <= n_test1 <= 150 and 0 <= n_test2 <= 100):
@@ -110,7 +109,7 @@ def write_synthetic_hand(root: Path | str, n: int = 18, size: tuple[int, int] = 
     """Write a synthetic hand-atlas root: images/<id>.jpg, setup/all.csv (id,x1,y1,...,x37,y37 integer
     pixels, no header) and setup/cv/set{1,2,3}/{train,test}.txt (3 folds, each id tested once).
 
-    Introduced in notebook 00_setup_and_data. `size` is (H, W) (the DHA images are about 1950 x 1350). Returns root.
+    `size` is (H, W) (the DHA images are about 1950 x 1350). Returns root.
     """
     if n < 3:
         raise ValueError("write_synthetic_hand needs n >= 3 images (3 cross-validation folds).")
@@ -141,8 +140,10 @@ def write_synthetic_spine(root: Path | str, n_training: int = 24, n_test: int = 
     corners TL, TR, BL, BR), labels/{training,test}/filenames.csv and labels/training/landmarks.csv
     (68 x/width then 68 y/height); test labels are withheld like the public data.
 
-    Introduced in notebook 00_setup_and_data. Returns root (the folder that contains boostnet_labeldata).
+    Returns root (the folder that contains boostnet_labeldata).
     """
+    import scipy.io  # lazy: only the .mat labels need scipy (the GPU session reads prepared caches)
+
     params = {"dataset": "spine", "n_training": n_training, "n_test": n_test, "size": list(size), "seed": seed}
 
     def fill(tmp: Path) -> None:

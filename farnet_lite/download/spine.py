@@ -2,7 +2,7 @@
 
 Introduced in notebook 00_setup_and_data.
 
-    python -m data_download.spine --dest data/spine_aasce --archive boostnet_labeldata.zip
+    python -m farnet_lite.download.spine --dest data/spine_aasce --archive boostnet_labeldata.zip
 
 There is no download URL we can rely on: SpineWeb (http://spineweb.digitalimaginggroup.ca/, "Dataset 16: 609
 spinal anterior-posterior x-ray images", the AASCE 2019 challenge data) has been offline for years, and the
@@ -25,8 +25,9 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from data_download._common import (DownloadError, count_files, extract_any, fetch, make_parser, run_cli,
-                                   refuse_synthetic_copy, staging)
+from farnet_lite.download._common import (DownloadError, count_files, fetch, make_parser, run_cli,
+                                          refuse_synthetic_copy, staging)
+from farnet_lite.download.extract import extract_any
 
 SPINEWEB_PAGE = ("http://spineweb.digitalimaginggroup.ca/Index.php?n=Main.Datasets"
                  "#Dataset_16.3A_609_spinal_anterior-posterior_x-ray_images")
@@ -46,7 +47,7 @@ def find_spine_root(folder: Path) -> Optional[Path]:
 def validate_spine(root: Path) -> dict:
     """Check the boostnet_labeldata layout at `root`; returns the image counts per split.
 
-    Introduced in notebook 00_setup_and_data. Raises DownloadError naming the first missing piece.
+    Raises DownloadError naming the first missing piece.
     """
     root = Path(root)
     counts = {split: count_files(root / "data" / split, (".jpg", ".jpeg")) for split in ("training", "test")}
@@ -106,7 +107,7 @@ def install_spine(dest: str | Path = "data/spine_aasce", archives: Optional[Sequ
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = make_parser("python -m data_download.spine", __doc__, "data/spine_aasce",
+    parser = make_parser("python -m farnet_lite.download.spine", __doc__, "data/spine_aasce",
                          "URL of an archive of boostnet_labeldata (no default: SpineWeb is offline)")
     args = parser.parse_args(argv)
     return run_cli(lambda a: install_spine(a.dest, a.archive, a.url, a.sha256, a.cache, a.force, not a.quiet),

@@ -2,7 +2,7 @@
 
 Introduced in notebook 00_setup_and_data.
 
-    python -m data_download.hand --dest data/hand_dha
+    python -m farnet_lite.download.hand --dest data/hand_dha
 
 Two sources:
 
@@ -18,7 +18,7 @@ Two sources:
 Manual route when it is down: get the atlas JPEGs elsewhere (https://ipilab.usc.edu/research/baaweb/ or a
 copy), put them in one zip or tar (any folder structure; files named ``<id>.jpg``) and run
 
-    python -m data_download.hand --dest data/hand_dha --archive dha_images.zip
+    python -m farnet_lite.download.hand --dest data/hand_dha --archive dha_images.zip
 
 If raw.githubusercontent.com is unreachable, clone or download that repository by other means and pass
 ``--setup-dir path/to/hand_xray_dataset/setup``.
@@ -40,8 +40,9 @@ from urllib.request import Request, urlopen
 
 from tqdm.auto import tqdm
 
-from data_download._common import (USER_AGENT, DownloadError, extract_any, fetch, make_parser, run_cli,
-                                   refuse_synthetic_copy, staging)
+from farnet_lite.download._common import (USER_AGENT, DownloadError, fetch, make_parser, run_cli,
+                                          refuse_synthetic_copy, staging)
+from farnet_lite.download.extract import extract_any
 
 SETUP_URL = ("https://raw.githubusercontent.com/christianpayer/MedicalDataAugmentationTool-HeatmapRegression/"
              "master/hand_xray/hand_xray_dataset/setup/")
@@ -53,10 +54,7 @@ NUM_LANDMARKS = 37
 
 
 def read_setup_ids(csv_path: Path) -> list[str]:
-    """Image ids of ``all.csv`` (first column), checking that each row has 1 + 2 * 37 values.
-
-    Introduced in notebook 00_setup_and_data.
-    """
+    """Image ids of ``all.csv`` (first column), checking that each row has 1 + 2 * 37 values."""
     ids = []
     for number, line in enumerate(Path(csv_path).read_text().splitlines(), start=1):
         if not line.strip():
@@ -89,8 +87,6 @@ def list_links(url: str, timeout: float = 30.0) -> list[str]:
 
 def crawl_images(base_url: str, wanted: Iterable[str], max_depth: int = 3, max_pages: int = 2000) -> dict:
     """id -> URL of every ``<id>.jpg`` below `base_url` (an index tree) whose id is in `wanted`.
-
-    Introduced in notebook 00_setup_and_data.
 
     Only links that stay below `base_url` are followed (no parent or sort links), at most `max_depth`
     folders deep and `max_pages` index pages in all.
@@ -149,7 +145,7 @@ def _images_from_server(url: str, wanted: set, images: Path, cache_dir, progress
 def validate_hand(root: Path, require_images: bool = True) -> dict:
     """Check ``setup/`` and ``images/`` under `root`; returns counts (ids, images, cv ids without image).
 
-    Introduced in notebook 00_setup_and_data. Raises DownloadError naming the first missing piece.
+    Raises DownloadError naming the first missing piece.
     """
     root = Path(root)
     for name in SETUP_FILES:
@@ -211,7 +207,7 @@ def download_hand(dest: str | Path = "data/hand_dha", url: Optional[str] = None,
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = make_parser("python -m data_download.hand", __doc__, "data/hand_dha",
+    parser = make_parser("python -m farnet_lite.download.hand", __doc__, "data/hand_dha",
                          f"URL of the DHA JPEGimages tree (default: {IMAGES_URL})", sha256=False)
     parser.add_argument("--setup-url", default=None, help=f"base URL of the setup files (default: {SETUP_URL})")
     parser.add_argument("--setup-dir", default=None,

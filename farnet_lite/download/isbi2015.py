@@ -2,7 +2,7 @@
 
 Introduced in notebook 00_setup_and_data.
 
-    python -m data_download.isbi2015 --dest data/isbi2015
+    python -m farnet_lite.download.isbi2015 --dest data/isbi2015
 
 Source: figshare article 3471833, shared through the private link 37ec464af8e81ae6ebbf
 (landing page https://figshare.com/s/37ec464af8e81ae6ebbf). figshare's download URLs follow two patterns:
@@ -18,7 +18,7 @@ pooch logs the hash of what it downloaded and `--sha256` checks a known one.
 Manual route (figshare sometimes answers scripts with a browser check page instead of the zip): open the
 landing page in a browser, "Download all", then
 
-    python -m data_download.isbi2015 --dest data/isbi2015 --archive ~/Downloads/3471833.zip
+    python -m farnet_lite.download.isbi2015 --dest data/isbi2015 --archive ~/Downloads/3471833.zip
 
 `--archive` also accepts the two inner archives (RawImage.rar AnnotationsByMD.rar) or zips of the folders.
 Resulting layout (what `farnet_lite.data.read_isbi2015` reads):
@@ -34,8 +34,9 @@ import zipfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from data_download._common import (DownloadError, count_files, extract_any, fetch, find_dir, make_parser,
-                                   refuse_synthetic_copy, run_cli, staging)
+from farnet_lite.download._common import (DownloadError, count_files, fetch, find_dir, make_parser,
+                                          refuse_synthetic_copy, run_cli, staging)
+from farnet_lite.download.extract import extract_any
 
 FIGSHARE_ARTICLE = 3471833
 FIGSHARE_PRIVATE_LINK = "37ec464af8e81ae6ebbf"
@@ -52,7 +53,7 @@ INNER_NAMES = ("RawImage", "AnnotationsByMD")
 def validate_isbi2015(root: Path) -> dict:
     """Check the public layout under `root`; returns image counts per split folder.
 
-    Introduced in notebook 00_setup_and_data. Raises DownloadError naming the first missing piece.
+    Raises DownloadError naming the first missing piece.
     """
     root = Path(root)
     counts = {}
@@ -140,7 +141,7 @@ def download_isbi2015(dest: str | Path = "data/isbi2015", url: Optional[str] = N
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = make_parser("python -m data_download.isbi2015", __doc__, "data/isbi2015",
+    parser = make_parser("python -m farnet_lite.download.isbi2015", __doc__, "data/isbi2015",
                          f"article zip URL (default: {DEFAULT_URL})")
     args = parser.parse_args(argv)
     return run_cli(lambda a: download_isbi2015(a.dest, a.url, a.archive, a.sha256, a.cache, a.force,

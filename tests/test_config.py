@@ -1,0 +1,113 @@
+"""TrainConfig and the DatasetSpecs: the dataset's own defaults, validation at construction, field metadata."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from farnet_lite import metrics
+from farnet_lite.backbones import BACKBONES
+from farnet_lite.config import TrainConfig, config_fields
+from farnet_lite.data import synthetic
+from farnet_lite.datasets import DATASETS, real_datasets
+from farnet_lite.systems import SYSTEMS
+
+
+@pytest.mark.parametrize("name, size, augment, k", [("isbi2015", (800, 640), False, 19),
+                                                     ("hand", (512, 512), True, 37),
+                                                     ("spine", (1024, 512), True, 68),
+                                                     ("synthetic-hand", (128, 128), True, 37)])
+def test_a_plain_config_gets_its_datasets_values(name, size, augment, k):
+    config = TrainConfig(dataset=name)               # not a preset: the dataset's spec fills the unset fields
+    spec = DATASETS[name]
+    assert (config.input_size, config.augment, config.num_landmarks) == (size, augment, k)
+    assert (config.train_split, config.val_split, config.eval_splits) == (spec.train_split, spec.val_split,
+                                                                          spec.eval_splits)
+    if name != "isbi2015":
+        assert config.val_split != "test1" and "test1" not in config.eval_splits     # not ISBI's
+
+
+def test_explicit_values_win_over_the_datasets():
+    config = TrainConfig(dataset="hand", input_size=[256, 128], augment=False, eval_splits=["all"], val_split="")
+    assert (config.input_size, config.augment, config.eval_splits, config.val_split) == ((256, 128), False,
+                                                                                          ("all",), "")
+
+
+@pytest.mark.parametrize("field, value, choices", [("system", "farnet", SYSTEMS),
+                                                   ("backbone", "resnet50", BACKBONES),
+                                                   ("dataset", "mnist", tuple(DATASETS)),
+                                                   ("loss", "mse", ("ewc", "l2", "aw"))])
+def test_a_misspelt_name_fails_at_construction_listing_the_choices(field, value, choices):
+    with pytest.raises(ValueError) as err:
+        TrainConfig(**{field: value})
+    text = str(err.value)
+    assert "\n" not in text and text.count(". ") == 0 and repr(value) in text
+    assert all(choice in text for choice in choices)
+
+
+def test_splits_and_folds_are_checked_against_the_dataset():
+    with pytest.raises(ValueError, match="hand has no split 'test1'; its splits are train, test, all"):
+        TrainConfig(dataset="hand", val_split="test1")
+    with pytest.raises(ValueError, match="no split 'cv-val'"):
+        TrainConfig(dataset="isbi2015", eval_splits=("test1", "cv-val"))
+    with pytest.raises(ValueError, match="fold must be between 1 and 3 for hand"):
+        TrainConfig(dataset="hand", fold=4)
+    assert TrainConfig(dataset="spine", fold=5).fold == 5
+    with pytest.raises(ValueError, match="between 1 and 1"):
+        TrainConfig(dataset="isbi2015", fold=2)
+
+
+def test_every_field_carries_help_and_every_choice_validates():
+    for name, f in config_fields().items():
+        assert f.metadata.get("help"), name
+        assert "default" not in f.metadata["help"], name       # the CLI adds the default, once
+    with_choices = {name for name, f in config_fields().items() if "choices" in f.metadata}
+    assert {"dataset", "system", "backbone", "loss", "optimizer", "lr_schedule", "precision", "decode",
+            "data_on_device", "annotation"} <= with_choices
+    import farnet_lite.cli as cli
+    assert not hasattr(cli, "HELP")                            # help text lives in the config only
+
+
+def test_save_is_atomic_and_round_trips(tmp_path):
+    config = TrainConfig.preset("spine", "fast", fold=3, eval_splits=["test"])
+    path = config.save(tmp_path / "run" / "config.json")
+    assert TrainConfig.load(path) == config and [p.name for p in path.parent.iterdir()] == ["config.json"]
+    again = TrainConfig.from_dict(dict(config.to_dict(), dataset="hand", fold=1, train_split=None,
+                                       val_split=None, eval_splits=None, input_size=None, augment=None))
+    assert again.eval_splits == ("test",) and again.input_size == (512, 512)
+
+
+def test_metric_columns_are_the_keys_summarize_writes():
+    errors = np.abs(np.random.default_rng(0).normal(size=(3, 4))) * 3
+    for name in ("isbi2015", "hand"):
+        spec = DATASETS[name]
+        keys = [key for key, _ in spec.metric_columns]
+        assert set(keys) <= set(metrics.summarize(errors, spec.radii)), name
+    assert [k for k, _ in DATASETS["isbi2015"].metric_columns] == ["mre", "sd", "sdr_2", "sdr_2.5", "sdr_3",
+                                                                    "sdr_4"]
+    assert [k for k, _ in DATASETS["spine"].metric_columns] == ["mse_fraction", "pearson"]
+
+
+def test_each_real_dataset_has_its_stand_in_and_folder(tmp_path, monkeypatch):
+    for name in real_datasets():
+        spec = DATASETS[name]
+        stand_in = DATASETS[spec.synthetic_name]
+        assert stand_in.synthetic and not spec.synthetic and stand_in.synthetic_name == spec.synthetic_name
+        same = ("layout", "reader", "num_landmarks", "splits", "metric", "radii", "folds", "augmentation")
+        assert all(getattr(stand_in, f) == getattr(spec, f) for f in same), name
+    for writer in ("write_synthetic_isbi", "write_synthetic_hand", "write_synthetic_spine"):
+        monkeypatch.setattr(synthetic, writer, lambda root, seed=0: root)     # only the folder names matter
+    written = synthetic.write_synthetic_datasets(tmp_path)       # the folder names of a data root
+    assert {name: path.name for name, path in written.items()} == {n: DATASETS[n].folder for n in real_datasets()}
+
+
+def test_specs_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DATASETS["hand"].input_size = (64, 64)
+
+
+def test_the_spec_scores_as_its_reader_labels(tmp_path):
+    for name in real_datasets():                  # tiny stand-ins, read back by the spec's own reader
+        spec = DATASETS[name]
+        root = spec.synthetic_writer(tmp_path / spec.folder, **dict(spec.quick_counts))
+        dataset = spec.reader(root, spec.eval_splits[0], fold=1, annotation="mean")
+        assert dataset.metric == spec.metric and dataset.num_landmarks == spec.num_landmarks, name

@@ -1,0 +1,126 @@
+"""The fast CPU path (issue 16): allocator fix, threads, bf16 on native-bf16 CPUs, fused optimizer -- by values."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from farnet_lite import cpu, engine
+from farnet_lite.config import TrainConfig
+from farnet_lite.evaluate import predict_batch
+from farnet_lite.layers import HeatmapOutput
+
+
+def test_allocator_fix_is_applied_once_and_can_be_switched_off(monkeypatch):
+    first = cpu.tune_allocator()
+    assert first in ("mallopt", "off", "unavailable") and cpu.tune_allocator() == first   # a second call: no-op
+    monkeypatch.setitem(cpu._APPLIED, "allocator", None)
+    monkeypatch.setenv("FARNET_MALLOPT", "0")
+    assert cpu.tune_allocator() == "off"
+
+
+def test_threads_respect_the_users_choice(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("FARNET_THREADS", "1")
+        assert cpu.use_all_cores() == 1
+        monkeypatch.delenv("FARNET_THREADS")
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert cpu.use_all_cores() == 1                       # the user chose: left alone
+        assert "threads" in cpu.prepare_cpu(torch.device("cpu")) and cpu.prepare_cpu(torch.device("meta")) == ""
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_on_the_cpu_is_bf16_only_where_native(monkeypatch, native):
+    monkeypatch.setattr(engine, "native_bf16", lambda: native)
+    device = torch.device("cpu")
+    assert engine.resolve_precision("auto", device) == (torch.bfloat16 if native else None)
+    assert engine.resolve_precision("fp32", device) is None
+    assert engine.resolve_precision("bf16", device) == torch.bfloat16
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert engine.resolve_precision("fp16", device) is None
+    assert "fp16" in str(caught[0].message)
+    assert [engine.precision_name(d) for d in (None, torch.bfloat16, torch.float16)] == ["fp32", "bf16", "fp16"]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adadelta"])
+def test_fused_optimizer_step_equals_the_for_loop(optimizer):
+    torch.manual_seed(0)
+    config = TrainConfig(optimizer=optimizer, lr=1e-2 if optimizer == "adam" else 1.0)
+    nets = [nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    opts = [engine.build_optimizer(config, nets[0].parameters(), fused=True),
+            engine.build_optimizer(config, nets[1].parameters(), fused=False)]
+    if optimizer == "adam":
+        assert opts[0].param_groups[0]["fused"] and not opts[1].param_groups[0]["foreach"]
+    x = torch.randn(8, 6)
+    for _ in range(5):
+        for net, opt in zip(nets, opts):
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+            opt.step()
+    moved = (nets[0][0].weight - nets[1][0].weight).abs().max()
+    assert moved < 1e-6 and (nets[0][0].weight - nets[1][0].weight).abs().max() <= moved
+
+
+class _BlobNet(nn.Module):
+    """A fixed 'model' whose heatmaps are a blur of the image: a bright blob at p gives a peak at p."""
+
+    def __init__(self, k: int = 3):
+        super().__init__()
+        self.conv = nn.Conv2d(3, k, 7, padding=3, bias=False)
+        grid = torch.arange(7.0) - 3
+        kernel = torch.exp(-(grid[:, None] ** 2 + grid[None] ** 2) / 8.0)
+        self.conv.weight.data[:] = kernel / kernel.sum() / 3
+
+    def forward(self, x):
+        return HeatmapOutput(final=self.conv(x))
+
+
+def test_bf16_and_fp32_predictions_agree():
+    """bf16 autocast moves decoded sub-pixel coordinates by far less than a pixel (here: < 0.1 px)."""
+    points = torch.tensor([[10.3, 12.6], [30.0, 20.2], [45.7, 40.4]])                  # (K, 2) as (x, y)
+    ys, xs = torch.meshgrid(torch.arange(48.0), torch.arange(56.0), indexing="ij")
+    blobs = torch.stack([torch.exp(-((xs - x) ** 2 + (ys - y) ** 2) / 18.0) for x, y in points])
+    images = (255 * blobs).to(torch.uint8)                                             # (K, H, W): one blob each
+    config = TrainConfig(input_size=(64, 64), sigma=3.0, decode="subpixel")
+    net = _BlobNet().eval()
+    fp32, _ = predict_batch(net, images, (48, 56), config, None)                       # (K, K, 2)
+    bf16, _ = predict_batch(net, images, (48, 56), config, torch.bfloat16)
+    found = fp32[torch.arange(3), torch.arange(3)]                                    # image i, landmark i
+    assert (found - points).norm(dim=-1).max() < 0.5                                   # the model finds the blobs
+    assert (bf16 - fp32).norm(dim=-1).max() < 0.1
+
+
+TINY_STEP = """
+import importlib.util, torch
+spec = importlib.util.spec_from_file_location("kit_cpu", {path!r})   # farnet_lite/cpu.py alone: a light import
+cpu = importlib.util.module_from_spec(spec); spec.loader.exec_module(cpu)
+print(cpu.tune_allocator())
+torch.manual_seed(0); threads = torch.get_num_threads(); torch.set_num_threads(1)
+net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 2, 3, padding=1))
+opt = torch.optim.Adam(net.parameters(), lr=1e-2, fused=True)
+x = torch.randn(2, 3, 96, 96)
+for _ in range(3):
+    opt.zero_grad(); loss = net(x).pow(2).mean(); loss.backward(); opt.step()
+torch.set_num_threads(threads)
+print(repr(loss.item()), repr(float(net[0].weight.detach().sum())))
+"""
+
+
+def test_allocator_fix_leaves_training_bit_identical(capsys):
+    """A few training steps give the same bits in a process without the fix and in this one, with it."""
+    code = TINY_STEP.format(path=cpu.__file__)
+    without = subprocess.run([sys.executable, "-c", code], env={"FARNET_MALLOPT": "0", "PATH": ""},
+                             capture_output=True, text=True, timeout=120, check=True).stdout.split("\n")
+    exec(code, {})                                     # here: the fix is applied (once per process)
+    here = capsys.readouterr().out.split("\n")
+    assert without[0] == "off" and here[0] in ("mallopt", "unavailable") and cpu.tune_allocator() == here[0]
+    assert without[1] == here[1]
