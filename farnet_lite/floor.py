@@ -13,7 +13,7 @@ are ``(H, W)``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -51,12 +51,13 @@ def split_points(config: TrainConfig, split: str) -> Tuple[np.ndarray, np.ndarra
 
 
 def write_mean_shape_floor(table: str, results_dir: Union[str, Path], data_root=None,
-                           quick: bool = False, cache_dir=None) -> Dict[str, dict]:
+                           quick: bool = False, cache_dir=None, provenance: Optional[dict] = None) -> Dict[str, dict]:
     """Score the mean-shape floor on every split of ``table`` (table3, table4 or table5) and write
     ``<results_dir>/<dataset>/mean-shape/metrics_<split>.json``; returns ``{split: summary}``.
 
     ``data_root``: the folder containing the dataset folders (as ``farnet reproduce``); ``quick``: the synthetic
     stand-in. The folds of a cross-validated split are pooled: their predictions are scored together.
+    ``provenance`` (command, commit, ...; ``farnet reproduce`` passes it) is written beside as ``provenance.json``.
     """
     if table not in FLOOR_TABLES:
         raise ValueError(f"The mean-shape floor is a row of {', '.join(FLOOR_TABLES)}, not {table}.")
@@ -82,4 +83,6 @@ def write_mean_shape_floor(table: str, results_dir: Union[str, Path], data_root=
             results[split] = dict(summary, dataset=config.dataset, split=split, labelled_images=int(labelled.sum()),
                                   folds=len(parts), method="mean shape of the training split (no learning)")
             write_json(folder / f"metrics_{split}.json", results[split])
+    if results and provenance is not None:
+        write_json(folder / "provenance.json", dict(provenance, splits=sorted(results)))
     return results

@@ -187,7 +187,11 @@ def reproduce(table: str, *, quick: bool = False, data_root=None, runs_dir=None,
             + (f"  ({status.seconds:.0f} s)" if status.status == "trained" else ""))
     if table in FLOOR_TABLES and not dry_run and (quick or data_root is not None):
         try:
-            write_mean_shape_floor(table, results_dir, data_root=data_root, quick=quick, cache_dir=cache_dir)
+            write_mean_shape_floor(table, results_dir, data_root=data_root, quick=quick, cache_dir=cache_dir,
+                                   provenance=dict(command=command, commit=git_commit(), quick=quick,
+                                                   computed_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                                   what="mean training landmark positions (normalised image "
+                                                        "coordinates) scored on the table's splits; no network"))
         except DatasetError as error:  # e.g. a partial copy of a dataset: the table is written without the floor
             log(f"{table} | mean-shape floor not computed: {error}")
     result = write_table(table, results_dir, quick=quick, write=not dry_run)

@@ -177,6 +177,8 @@ def check_resume(saved: TrainConfig, config: TrainConfig, path) -> None:
 
 
 def _train(config, resume, device, info, amp_dtype, run_dir) -> TrainResult:
+    # Long on purpose (~95 lines): the whole epoch loop -- resume, validation, selection, checkpoints -- reads
+    # top to bottom as notebook 06 teaches it; each step in it is already a helper call.
     path = _resume_path(config, resume)
     state = load_checkpoint(path, map_location=device) if path is not None else None
     if state is not None:

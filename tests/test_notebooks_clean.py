@@ -41,9 +41,11 @@ def test_notebook_opening(path):
     assert nbtools.opening_problems(nb, path.name) == []
     number = path.stem.split("_")[0]
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {number} · ")
-    assert f"blob/main/notebooks/{path.name}" in nb.cells[0].source
+    repository, branch = nbtools.read_repo_setting()          # pyproject's [tool.farnet-lite], the one place
+    assert f"github/{repository}/blob/{branch}/notebooks/{path.name}" in nb.cells[0].source
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    assert code[0].startswith("# Setup") and 'KIT_URL, KIT_REF = "https://github.com/' in code[0]
+    assert code[0] == nbtools.setup_source(repository, branch)     # the one shared setup cell, verbatim
+    assert f'KIT_URL, KIT_REF = "https://github.com/{repository}", "{branch}"' in code[0]
     assert 'QUICK = os.environ.get("FARNET_QUICK"' in code[1]
     assert any(line.lstrip().startswith("assert ") for src in code for line in src.splitlines())
     # A few deterministic text cells are compared by nbval, and each of them stores its output.

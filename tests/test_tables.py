@@ -186,4 +186,10 @@ def test_the_committed_real_runs_land_in_their_cells():
             assert cells.loc[metric, "ours"] == pytest.approx(saved[metric]), (table, row, metric)
         assert cells.loc["mre", "diff"] == pytest.approx(saved["mre"] - cells.loc["mre", "paper"])
     filled = {t: set(gather_table(t, results).dropna(subset=["ours"])["row"]) for t in ("table1", "table2", "table3")}
-    assert filled == {"table1": {"DenseNet-121"}, "table2": {"MSFA+FR", "MSFA+FR+EWC"}, "table3": {"FARNet(Our)"}}
+    # plus the committed mean-shape floor of Table 3 (results/isbi2015/mean-shape), a row of ours only
+    assert filled == {"table1": {"DenseNet-121"}, "table2": {"MSFA+FR", "MSFA+FR+EWC"},
+                      "table3": {"FARNet(Our)", "Mean shape (no learning)"}}
+    floor = json.loads((results / "isbi2015" / "mean-shape" / "metrics_test1.json").read_text())
+    floor_cells = gather_table("table3", results).query("row == 'Mean shape (no learning)' and split == 'test1'")
+    assert floor_cells.set_index("metric").loc["mre", "ours"] == pytest.approx(floor["mre"])
+    assert floor["mre"] > 2 * ewc["mre"]   # the trained run is well clear of doing nothing

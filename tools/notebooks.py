@@ -6,6 +6,7 @@ Run it from anywhere with the project's interpreter (it needs only nbformat and 
     .venv/bin/python tools/notebooks.py check   [NOTEBOOK ...]   # exit 1 listing every unclean notebook / cell (CI)
     .venv/bin/python tools/notebooks.py refresh [NOTEBOOK ...]   # run in quick mode (FARNET_QUICK=1), then strip
     .venv/bin/python tools/notebooks.py run-all                  # run every notebook in order; figures -> figures/
+    .venv/bin/python tools/notebooks.py set-repo [OWNER/NAME] [--branch B]   # Colab badges + setup cells -> a fork
 
 A NOTEBOOK is a path (``notebooks/01_heatmap_ground_truth.ipynb``), a bare name found in ``notebooks/``
 (``01_heatmap_ground_truth`` or ``01_heatmap_ground_truth.ipynb``) or a folder; none means every notebook.
@@ -18,6 +19,12 @@ produce nothing else (no figure, no HTML table, no stderr warning): ``refresh`` 
 marked cell does, because nbval would then fail on it. ``check`` also checks the opening that every notebook shares
 (title with Colab badge, setup cell, parameters cell, version line) and that it has an exercise with a check cell.
 
+The GitHub repository the notebooks install from on Colab is named in one place, ``[tool.farnet-lite]`` of
+pyproject.toml (``repository = "OWNER/NAME"``, ``branch``). Every notebook's first code cell is ``SETUP_TEMPLATE``
+below filled with it, and its title links the badge to it; ``check`` fails when one differs. ``set-repo OWNER/NAME``
+writes the setting and rewrites every badge and setup cell (without arguments: from the current setting, e.g. after
+editing ``SETUP_TEMPLATE``); running it twice changes nothing.
+
 Notebooks run in ``notebooks/`` (their relative paths ``data`` and ``../figures`` resolve there), on the kernel named
 ``python3`` but always started with *this* interpreter, so a stray user-level ``python3`` kernelspec cannot pick
 another environment. ``run-all`` does not rewrite the committed notebooks; it only regenerates what they save.
@@ -28,6 +35,7 @@ import argparse
 import copy
 import os
 import re
+import string
 import sys
 import tempfile
 import time
@@ -48,6 +56,38 @@ KEPT_CELL_METADATA = ("tags",)
 CELL_TIMEOUT_S = 300
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 COLAB_LINK = "https://colab.research.google.com/github/"
+PYPROJECT = REPO / "pyproject.toml"
+REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")   # GitHub's OWNER/NAME
+BRANCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")
+SETTING = re.compile(r"^\[tool\.farnet-lite\][^\n]*\n(.*?)(?=^\[|\Z)", re.M | re.S)   # its body, group 1
+BADGE_TARGET = re.compile(re.escape(COLAB_LINK) + r"[^/\s)]+/[^/\s)]+/blob/[^\s)]+?/notebooks/")
+# The first code cell of every notebook ($url, $ref from [tool.farnet-lite]); `set-repo` writes it into each notebook.
+SETUP_TEMPLATE = string.Template("""\
+# Setup, the same in every notebook (tools/notebooks.py writes it; a fork: `python tools/notebooks.py set-repo`).
+# Installs the kit only where `import farnet_lite` fails (a fresh Colab), keeps data and runs on Google Drive if you
+# ask (USE_DRIVE, Colab only) and says which GPU runs. Where the kit is installed it installs and mounts nothing.
+import os, subprocess, sys
+KIT_URL, KIT_REF = "$url", "$ref"
+USE_DRIVE = False   # Colab: True = data and runs in MyDrive/farnet-lite, which survive a disconnect
+IN_COLAB = "google.colab" in sys.modules
+try:
+    import farnet_lite
+except ImportError:
+    print(f"Installing farnet-lite from {KIT_URL}@{KIT_REF} ...")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{KIT_URL}@{KIT_REF}"], check=True)
+    import importlib
+    importlib.invalidate_caches()
+    import farnet_lite
+if USE_DRIVE and IN_COLAB:
+    from google.colab import drive
+    drive.mount("/content/drive")
+    for variable, folder in (("FARNET_DATA", "data"), ("FARNET_RUNS", "runs")):   # read by the parameters cell
+        os.environ[variable] = os.path.join("/content/drive/MyDrive/farnet-lite", folder)
+import torch
+GPU = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none, CPU only"
+WHERE = ("Google Drive, MyDrive/farnet-lite" if USE_DRIVE and IN_COLAB
+         else "this session's disk (lost when it ends; USE_DRIVE = True keeps them)" if IN_COLAB else "local folders")
+print(f"farnet_lite {farnet_lite.__version__} | GPU: {GPU} | data and runs: {WHERE}")""")
 
 
 # --------------------------------------------------------------------------------------------- finding notebooks
@@ -81,7 +121,11 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
 
 def write_notebook(nb: nbformat.NotebookNode, path: Path) -> None:
     """Write atomically (temp file in the same folder, then rename): never a half-written notebook."""
-    text = nbformat.writes(nb) + "\n"
+    write_text(nbformat.writes(nb) + "\n", path)
+
+
+def write_text(text: str, path: Path) -> None:
+    """Write ``text`` to ``path`` atomically, keeping the file's permissions."""
     umask = os.umask(0)
     os.umask(umask)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~umask   # mkstemp alone would give 0600
@@ -199,22 +243,26 @@ def check_notebook(nb: nbformat.NotebookNode) -> List[str]:
     return problems
 
 
-def opening_problems(nb: nbformat.NotebookNode, name: str) -> List[str]:
+def opening_problems(nb: nbformat.NotebookNode, name: str, repo: Optional[tuple] = None) -> List[str]:
     """The shared shape of docs/NOTEBOOKS.md: title + Colab badge, setup cell, parameters cell, version line, and an
-    exercise with an ``assert`` check cell. ``name`` is the file name, e.g. ``01_heatmap_ground_truth.ipynb``."""
+    exercise with an ``assert`` check cell. ``name`` is the file name, e.g. ``01_heatmap_ground_truth.ipynb``;
+    ``repo`` is (OWNER/NAME, branch) that the badge and setup cell must name (default: pyproject's setting)."""
     problems: List[str] = []
+    repository, branch = repo or read_repo_setting()
     cells = nb.cells
     stem = Path(name).stem
     number = stem.split("_", 1)[0]
     title = cells[0].source if cells and cells[0].cell_type == "markdown" else ""
     if not re.match(rf"#\s+{re.escape(number)}\s+·\s+\S", title):
         problems.append(f"the first cell must be a markdown title '# {number} · Title'")
-    if COLAB_BADGE not in title or f"{COLAB_LINK}" not in title or f"notebooks/{stem}.ipynb" not in title:
-        problems.append(f"the title cell must carry the 'Open in Colab' badge linking to notebooks/{stem}.ipynb")
+    if COLAB_BADGE not in title or colab_url(repository, branch, name) not in title:
+        problems.append(f"the title cell must carry the 'Open in Colab' badge linking to "
+                        f"{colab_url(repository, branch, name)} (run `python tools/notebooks.py set-repo`)")
     code = [c.source for c in cells if c.cell_type == "code"]
-    setup = next((i for i, src in enumerate(code) if "KIT_URL" in src), None)
-    if setup is None or not all(s in code[setup] for s in ("KIT_REF", "IN_COLAB", "pip", "install")):
-        problems.append("a setup cell defining KIT_URL, KIT_REF and IN_COLAB (pip install on Colab) is missing")
+    setup = 0 if code and code[0] == setup_source(repository, branch) else None
+    if setup is None:
+        problems.append("the first code cell must be the shared setup cell of tools/notebooks.py "
+                        "(run `python tools/notebooks.py set-repo` to write it)")
     params = next((i for i, src in enumerate(code) if re.search(r"^QUICK\s*=", src, re.M)), None)
     if params is None or 'os.environ.get("FARNET_QUICK"' not in code[params] or "DATA_ROOT" not in code[params]:
         problems.append("a parameters cell with QUICK = os.environ.get(\"FARNET_QUICK\", ...) and DATA_ROOT is missing")
@@ -227,6 +275,67 @@ def opening_problems(nb: nbformat.NotebookNode, name: str) -> List[str]:
     if not any(re.search(r"^\s*assert\b", src, re.M) for src in code):
         problems.append("no check cell with an assert statement")
     return problems
+
+
+# --------------------------------------------------------------------------------------------- the repository
+def read_repo_setting(pyproject: Path = PYPROJECT) -> tuple:
+    """(OWNER/NAME, branch) from ``[tool.farnet-lite]`` of pyproject.toml: the one place naming the repository."""
+    section = SETTING.search(pyproject.read_text())
+    values = dict(re.findall(r'^(repository|branch)\s*=\s*"([^"]*)"', section.group(1), re.M)) if section else {}
+    if set(values) != {"repository", "branch"}:
+        raise SystemExit(f"{pyproject} lacks repository = \"OWNER/NAME\" and branch = \"...\" under "
+                         f"[tool.farnet-lite]; add them (the repository Colab installs the kit from).")
+    return values["repository"], values["branch"]
+
+
+def write_repo_setting(repository: str, branch: str, pyproject: Path = PYPROJECT) -> None:
+    """Set ``repository`` and ``branch`` of ``[tool.farnet-lite]`` in pyproject.toml, leaving every other line."""
+    read_repo_setting(pyproject)                      # both keys are there (or a clear error)
+    text = pyproject.read_text()
+    section = SETTING.search(text)
+    body = section.group(1)
+    for key, value in (("repository", repository), ("branch", branch)):
+        body = re.sub(rf'^{key}\s*=\s*"[^"]*"', f'{key} = "{value}"', body, count=1, flags=re.M)
+    write_text(text[:section.start(1)] + body + text[section.end(1):], pyproject)
+
+
+def colab_url(repository: str, branch: str, name: str) -> str:
+    """The 'Open in Colab' link of notebook ``name`` (file name) on ``branch`` of GitHub's ``repository``."""
+    return f"{COLAB_LINK}{repository}/blob/{branch}/notebooks/{Path(name).stem}.ipynb"
+
+
+def setup_source(repository: str, branch: str) -> str:
+    """The first code cell of every notebook, installing the kit from ``repository`` at ``branch`` on Colab."""
+    return SETUP_TEMPLATE.substitute(url=f"https://github.com/{repository}", ref=branch)
+
+
+def apply_repo(nb: nbformat.NotebookNode, repository: str, branch: str) -> None:
+    """Point ``nb``'s badge and setup cell at ``repository``/``branch``: the title's Colab links are rewritten, the
+    first code cell is replaced when it is a setup cell (starts with '# Setup') and inserted after the title if not."""
+    title = nb.cells[0]
+    title.source = BADGE_TARGET.sub(f"{COLAB_LINK}{repository}/blob/{branch}/notebooks/", title.source)
+    setup = setup_source(repository, branch)
+    first = next((c for c in nb.cells if c.cell_type == "code"), None)
+    if first is not None and first.source.startswith("# Setup"):
+        first.source = setup
+    else:
+        nb.cells.insert(1, nbformat.v4.new_code_cell(setup))
+
+
+def set_repo(paths: Sequence[Path], repository: str, branch: str) -> List[Path]:
+    """Rewrite the badge and setup cell of each notebook in ``paths``; returns the ones that changed."""
+    if not REPO_NAME.match(repository) or not BRANCH_NAME.match(branch):
+        raise SystemExit(f"set-repo needs a GitHub OWNER/NAME and a branch, got {repository!r} and {branch!r}; "
+                         f"e.g. `python tools/notebooks.py set-repo you/farnet-lite --branch main`.")
+    changed = []
+    for path in paths:
+        nb = read_notebook(path)
+        before = nbformat.writes(nb)
+        apply_repo(nb, repository, branch)
+        if nbformat.writes(nb) != before:
+            write_notebook(nb, path)
+            changed.append(path)
+    return changed
 
 
 # --------------------------------------------------------------------------------------------- execution
@@ -338,6 +447,19 @@ def cmd_run_all(timeout: Optional[int]) -> int:
     return 0
 
 
+def cmd_set_repo(repository: Optional[str], branch: Optional[str], paths: Sequence[str]) -> int:
+    current, current_branch = read_repo_setting()
+    repository, branch = repository or current, branch or current_branch
+    changed = set_repo(notebook_paths(paths), repository, branch)   # validates both before writing anything
+    if (repository, branch) != (current, current_branch):
+        write_repo_setting(repository, branch)
+        print(f"pyproject.toml [tool.farnet-lite]: repository = {repository}, branch = {branch}")
+    for path in changed:
+        print(f"rewrote the Colab badge and setup cell of {path.name}")
+    print(f"{len(changed)} notebook(s) changed; Colab installs from https://github.com/{repository}@{branch}")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -352,7 +474,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = sub.add_parser("run-all", help="execute every notebook in order (FARNET_QUICK from the environment)")
     p.add_argument("--timeout", type=int, default=None,
                    help=f"per-cell timeout in seconds (default: {CELL_TIMEOUT_S} in quick mode, none in full mode)")
+    p = sub.add_parser("set-repo", help="point every Colab badge and setup cell at a GitHub repository (a fork)")
+    p.add_argument("repository", nargs="?", help="OWNER/NAME on GitHub (default: pyproject's [tool.farnet-lite])")
+    p.add_argument("--branch", default=None, help="branch, tag or commit (default: the current setting)")
+    p.add_argument("--notebooks", nargs="*", default=(), help="notebooks (default: all of notebooks/)")
     args = parser.parse_args(argv)
+    if args.command == "set-repo":
+        return cmd_set_repo(args.repository, args.branch, args.notebooks)
     if args.command == "strip":
         return cmd_strip(args.paths)
     if args.command == "check":

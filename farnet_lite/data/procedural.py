@@ -135,6 +135,8 @@ def synthetic_radiograph(seed, size: tuple[int, int] = (256, 256), num_landmarks
     Returns:
         image (H, W) uint8 and landmarks (K, 2) float64 (x, y), 0-based pixel centres, inside the image.
     """
+    # Long on purpose (~80 lines): one drawing recipe (pose, shapes per layout, landmarks, noise) kept in one
+    # place so that the picture it makes can be read off the code from top to bottom.
     if layout not in _LAYOUT_CODES:
         raise ValueError(f"layout must be 'grid' or 'column', got {layout!r}.")
     height, width = int(size[0]), int(size[1])
