@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
@@ -44,6 +44,23 @@ def refuse_synthetic_copy(folder: Path) -> None:
     if (Path(folder) / "synthetic_manifest.json").is_file():
         raise DownloadError(f"{folder} holds a synthetic copy written by farnet_lite.data.synthetic, not the real "
                             "data; choose another --dest or pass --force to replace it with the download.")
+
+
+def already_installed(folder: Path, what: str, validate: Callable[[], dict], force: bool,
+                      synthetic_check: Optional[Path] = None, show_counts: bool = False) -> bool:
+    """True when ``folder`` already holds a valid copy of ``what`` and ``force`` is off: the downloaders then skip.
+
+    A non-empty ``folder`` is first refused if it (or ``synthetic_check``, the folder the synthetic writer marks) is a
+    synthetic stand-in, then checked with ``validate()`` (which raises on an incomplete copy and returns counts,
+    shown in the message with ``show_counts``).
+    """
+    if force or not (folder.is_dir() and any(folder.iterdir())):
+        return False
+    refuse_synthetic_copy(synthetic_check if synthetic_check is not None else folder)
+    counts = validate()
+    shown = f" ({counts})" if show_counts else ""
+    print(f"{folder} already holds {what}{shown}; nothing to do (use --force to replace it).")
+    return True
 
 
 def default_cache_dir() -> Path:

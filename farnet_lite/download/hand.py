@@ -41,7 +41,7 @@ from urllib.request import Request, urlopen
 from tqdm.auto import tqdm
 
 from farnet_lite.download._common import (USER_AGENT, DownloadError, fetch, make_parser, run_cli,
-                                          refuse_synthetic_copy, staging)
+                                          already_installed, staging)
 from farnet_lite.download.extract import extract_any
 
 SETUP_URL = ("https://raw.githubusercontent.com/christianpayer/MedicalDataAugmentationTool-HeatmapRegression/"
@@ -172,10 +172,8 @@ def download_hand(dest: str | Path = "data/hand_dha", url: Optional[str] = None,
     `setup_dir`: a local copy of the setup folder (all.csv, cv/) to use instead of downloading it.
     """
     dest = Path(dest)
-    if dest.is_dir() and any(dest.iterdir()) and not force:
-        refuse_synthetic_copy(dest)
-        counts = validate_hand(dest, require_images=not skip_images)
-        print(f"{dest} already holds the hand atlas ({counts}); nothing to do (use --force to replace it).")
+    if already_installed(dest, "the hand atlas", lambda: validate_hand(dest, require_images=not skip_images), force,
+                         show_counts=True):
         return dest
     setup_base = setup_url or SETUP_URL
     setup_base = setup_base if setup_base.endswith("/") else setup_base + "/"

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from farnet_lite.download._common import (DownloadError, count_files, fetch, find_dir, make_parser,
-                                          refuse_synthetic_copy, run_cli, staging)
+                                          already_installed, run_cli, staging)
 from farnet_lite.download.extract import extract_any
 
 FIGSHARE_ARTICLE = 3471833
@@ -117,10 +117,7 @@ def download_isbi2015(dest: str | Path = "data/isbi2015", url: Optional[str] = N
     Introduced in notebook 00_setup_and_data. Skips everything when `dest` already holds a valid copy (unless `force`).
     """
     dest = Path(dest)
-    if dest.is_dir() and any(dest.iterdir()) and not force:
-        refuse_synthetic_copy(dest)
-        validate_isbi2015(dest)
-        print(f"{dest} already holds ISBI 2015; nothing to do (use --force to replace it).")
+    if already_installed(dest, "ISBI 2015", lambda: validate_isbi2015(dest), force):
         return dest
     if archives:
         paths = [Path(a) for a in archives]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from farnet_lite.download._common import (DownloadError, count_files, fetch, make_parser, run_cli,
-                                          refuse_synthetic_copy, staging)
+                                          already_installed, staging)
 from farnet_lite.download.extract import extract_any
 
 SPINEWEB_PAGE = ("http://spineweb.digitalimaginggroup.ca/Index.php?n=Main.Datasets"
@@ -75,10 +75,7 @@ def install_spine(dest: str | Path = "data/spine_aasce", archives: Optional[Sequ
     """
     dest = Path(dest)
     target = dest / FOLDER
-    if target.is_dir() and any(target.iterdir()) and not force:
-        refuse_synthetic_copy(dest)
-        validate_spine(target)
-        print(f"{target} already holds the spine dataset; nothing to do (use --force to replace it).")
+    if already_installed(target, "the spine dataset", lambda: validate_spine(target), force, synthetic_check=dest):
         return target
     if archives:
         paths = [Path(a) for a in archives]
