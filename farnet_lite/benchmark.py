@@ -6,7 +6,7 @@ process on the CPU (so the allocator setting of one cannot leak into the next):
 
 * *today's path*: this engine as it was before issue 16 -- fp32, NCHW, the for-loop Adam step, glibc's
   default allocator, torch's default thread count, inference at batch 1;
-* *the fast path* (``farnet train --precision auto``, the ``fast`` preset's precision): bf16 autocast where the
+* *the fast path* (``precision="auto"``: TrainConfig's default and the ``fast`` preset's): bf16 autocast where the
   CPU has it natively, channels_last, fused Adam, the allocator fix and all cores (:mod:`farnet_lite.cpu`), batched
   inference (``farnet_lite.evaluate.EVAL_BATCH``);
 * *official-style*: the official code's data pipeline (:mod:`farnet_lite.official_style`): per-sample JPEG

@@ -4,9 +4,11 @@ Introduced in notebook 06_training_on_gpu.
 
 A checkpoint is a plain dict saved with ``torch.save`` and read back with ``torch.load(weights_only=True)``
 (no pickled code runs when a file is opened): tensors, numbers, strings, lists and dicts only. The config is a
-JSON string; random-number-generator states are tensors. ``last.pt`` is written after every epoch and
-``best.pt`` whenever the validation metric improves; both go to a temporary file first and are renamed with
-``os.replace``, so a run killed at any moment leaves the previous checkpoint intact.
+JSON string; random-number-generator states are tensors. ``last.pt`` is written every
+``TrainConfig.checkpoint_minutes`` (and after the last epoch, and on Ctrl-C) and ``best.pt`` whenever the
+validation metric improves; both go to a temporary file first and are renamed with ``os.replace``, so a run killed
+at any moment leaves the previous checkpoint intact. A run killed between two writes of ``last.pt`` resumes from
+the older one and trains the epochs after it again (on the CPU to the same numbers, rewriting ``best.pt`` too).
 """
 from __future__ import annotations
 

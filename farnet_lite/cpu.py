@@ -7,8 +7,10 @@ Three things, none of which changes a number the kit computes (bf16, which does,
   (page faults, system CPU: ~40 % of a 160x128 step on a 2-core machine). Raising ``M_MMAP_THRESHOLD`` and
   ``M_TRIM_THRESHOLD`` with ``mallopt`` keeps that memory in the process. Linux + glibc only; elsewhere a no-op;
   ``FARNET_MALLOPT=0`` switches it off.
-* **All cores.** ``torch.set_num_threads(cores)`` unless the user chose a count (``OMP_NUM_THREADS`` /
-  ``MKL_NUM_THREADS`` set, or ``FARNET_THREADS``); only ever raises the count.
+* **All cores.** ``torch.set_num_threads(cores)`` unless the user chose a count: ``FARNET_THREADS``,
+  ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``, or a ``torch.set_num_threads(n)`` call made after this module was
+  imported (the count then differs from torch's default, remembered at import). Only ever raises the count, at
+  most once per process.
 * **Native bf16?** :func:`native_bf16` tells :func:`farnet_lite.engine.resolve_precision` whether
   ``precision="auto"`` may use bf16 autocast on this CPU (AVX-512 BF16 or AMX on x86, the ``bf16`` feature on
   Arm); without it bf16 is emulated and slower than fp32.
@@ -27,7 +29,10 @@ import torch
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 1 << 30          # 1 GiB: no activation block is handed back to the kernel between steps
 TRIM_THRESHOLD = 4 << 30          # keep up to 4 GiB of freed heap in the process
-_APPLIED = {"allocator": None}    # once per process: None = not tried yet, else what happened (a word)
+_APPLIED = {"allocator": None,    # once per process: None = not tried yet, else what happened (a word)
+            "threads": False}     # whether use_all_cores() has raised torch's thread count already
+TORCH_DEFAULT_THREADS = torch.get_num_threads()
+"""torch's thread count when the kit was imported: a different count later is someone's explicit choice."""
 
 
 def tune_allocator() -> str:
@@ -60,14 +65,21 @@ def cpu_cores() -> int:
 
 
 def use_all_cores() -> int:
-    """``torch.set_num_threads(cores)`` unless a thread count was chosen (``FARNET_THREADS``, ``OMP_NUM_THREADS``,
-    ``MKL_NUM_THREADS``); never lowers torch's count. Returns the count in use."""
+    """``torch.set_num_threads(cores)`` unless a thread count was chosen; returns the count in use.
+
+    Chosen means: ``FARNET_THREADS`` (applied here), ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``, or any count
+    other than :data:`TORCH_DEFAULT_THREADS` -- a notebook's ``torch.set_num_threads(1)`` stays. The count is
+    raised at most once per process, so lowering it after a first run is respected too. One case cannot be
+    told apart: an explicit count equal to torch's default (e.g. ``1`` where torch defaults to one thread on two
+    hyperthreads) set before the first run; ``FARNET_THREADS=1`` pins it there.
+    """
     chosen = os.environ.get("FARNET_THREADS")
     if chosen:
         torch.set_num_threads(int(chosen))
-    elif not (os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS")):
-        if torch.get_num_threads() < cpu_cores():
+    elif not (os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS") or _APPLIED["threads"]):
+        if torch.get_num_threads() == TORCH_DEFAULT_THREADS < cpu_cores():
             torch.set_num_threads(cpu_cores())
+            _APPLIED["threads"] = True
     return torch.get_num_threads()
 
 

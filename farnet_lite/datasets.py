@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from farnet_lite.data.augment import AugmentConfig
 from farnet_lite.data.custom import CUSTOM_METRIC, CUSTOM_SPLITS, count_custom_landmarks, read_custom
@@ -27,7 +27,7 @@ from farnet_lite.data.hand import HAND_FOLDS, HAND_METRIC, HAND_NUM_LANDMARKS, H
 from farnet_lite.data.isbi2015 import ISBI_METRIC, ISBI_NUM_LANDMARKS, ISBI_SPLITS, read_isbi2015
 from farnet_lite.data.sample import LandmarkDataset, MetricSpec
 from farnet_lite.data.spine import SPINE_METRIC, SPINE_NUM_LANDMARKS, SPINE_SPLITS, paper_split_indices, read_spine
-from farnet_lite.data.synthetic import write_synthetic_hand, write_synthetic_isbi, write_synthetic_spine
+from farnet_lite.data.synthetic import MANIFEST, write_synthetic_hand, write_synthetic_isbi, write_synthetic_spine
 
 SPINE_FOLDS = 5
 """Folds of the spine's cross-validation on its training set (``cv-train`` / ``cv-val``)."""
@@ -182,3 +182,28 @@ DATASETS: Dict[str, DatasetSpec] = {
 def real_datasets() -> Tuple[str, ...]:
     """The names of the public datasets of the paper (those with a ``folder``; not stand-ins, not "custom")."""
     return tuple(name for name, spec in DATASETS.items() if spec.folder and not spec.synthetic)
+
+
+SHARED_DATA = Path("..") / "shared" / "data"
+"""Where a development or CI machine keeps the real datasets, relative to the repository (``../shared/data``)."""
+
+
+def real_data_root(dataset: str, data_root: Union[str, Path, None] = None,
+                   search_from: Optional[Iterable[Union[str, Path]]] = None) -> Optional[Path]:
+    """The first real (not synthetic) copy of ``dataset``'s folder, or None when there is none.
+
+    Looks in ``data_root/<folder>`` (where notebook 00's downloaders put it), then in ``../shared/data/<folder>``
+    relative to each of ``search_from`` (default: the working directory and its parent, so that it is found from
+    the repository and from its ``notebooks/`` folder). ``<folder>`` is the spec's ``folder`` (isbi2015, hand_dha, spine_aasce). A folder
+    counts when it is a non-empty directory without the synthetic writer's manifest. Introduced in notebook
+    06_training_on_gpu.
+    """
+    folder = DATASETS[dataset].folder
+    if not folder:
+        raise ValueError(f"{dataset!r} has no public folder; real_data_root knows {', '.join(real_datasets())}.")
+    bases = [Path.cwd(), Path.cwd().parent] if search_from is None else [Path(b) for b in search_from]
+    candidates = ([Path(data_root) / folder] if data_root else []) + [b / SHARED_DATA / folder for b in bases]
+    for root in candidates:
+        if root.is_dir() and not (root / MANIFEST).is_file() and any(root.iterdir()):
+            return root.resolve()
+    return None

@@ -134,17 +134,19 @@ def evaluate_cache(model, cache, config: TrainConfig, device, amp_dtype=None,
 
 def evaluate(checkpoint, splits: Optional[Sequence[str]] = None, *, data_root=None, output_dir=None,
              device: str = "auto", batch_size: Optional[int] = None, cache_dir=None,
-             precision: Optional[str] = None) -> Dict[str, EvalResult]:
+             precision: Optional[str] = None, decode: Optional[str] = None) -> Dict[str, EvalResult]:
     """Evaluate a checkpoint on dataset splits and write predictions / metrics / per-landmark files.
 
-    ``splits`` default to the run's ``eval_splits``; ``data_root`` / ``cache_dir`` override the run's;
+    ``splits`` default to the run's ``eval_splits``; ``data_root`` / ``cache_dir`` / ``precision`` / ``decode``
+    (``argmax`` or ``subpixel``, e.g. to report sub-pixel decoding beside the run's argmax) override the run's;
     ``output_dir`` defaults to the checkpoint's folder. Returns ``{split: EvalResult}``.
     Introduced in notebook 06_training_on_gpu.
     """
     torch_device = resolve_device(device)
     prepare_cpu(torch_device)            # allocator + all cores (farnet_lite.cpu)
     model, config = load_model(checkpoint, torch_device)
-    changes = {k: v for k, v in dict(data_root=data_root, cache_dir=cache_dir, precision=precision).items()
+    changes = {k: v for k, v in dict(data_root=data_root, cache_dir=cache_dir, precision=precision,
+                                      decode=decode).items()
                if v is not None}
     config = TrainConfig.from_dict(dict(config.to_dict(), **changes))
     amp_dtype = resolve_precision(config.precision, torch_device)

@@ -106,10 +106,7 @@ class RunStatus:
 
 def run_experiment(exp: Experiment, config: TrainConfig, result_dir: Union[str, Path], *, quick: bool,
                    command: str, dry_run: bool = False, train_missing: bool = True) -> RunStatus:
-    """Train ``config`` unless ``result_dir`` already holds it finished; resume a partial run; export the result.
-
-    Introduced in notebook 12_paper_figures.
-    """
+    """Train ``config`` unless ``result_dir`` already holds it finished; resume a partial run; export the result."""
     run_dir, result_dir = Path(config.output_dir), Path(result_dir)
     if (result_dir / "provenance.json").is_file() and run_finished(result_dir, config):
         return RunStatus(exp, "finished", run_dir, result_dir)

@@ -6,8 +6,11 @@ One epoch = every training image once, in an order drawn from a seeded generator
 on the device (optional), computes the coarse-to-fine EWC loss against heatmaps drawn on the device from the
 landmark coordinates (Eq. 1 and 3 of §3.2-3.3, coarse-to-fine as §3.4), and takes an optimizer step. After each
 epoch the model is scored on the validation split (ISBI: Test1, as the paper; spine: the cross-validation fold; the
-hand has none: the last epoch is kept) and ``last.pt`` is written atomically with everything needed to continue
-exactly (``resume=True``); ``best.pt`` keeps the best validation score. At the end, the best model is evaluated on
+hand has none: the last epoch is kept). ``best.pt`` is written whenever the validation score improves; ``last.pt``,
+with everything needed to continue exactly (``resume=True``), is written atomically when ``checkpoint_minutes`` have
+passed since its last write (735 MB at DenseNet-121 with Adam's state: not every epoch), after the last epoch, and
+when the run is stopped with Ctrl-C (SIGINT: the epoch under way is finished first; a second Ctrl-C stops at
+once, and the run resumes from the last ``last.pt``). At the end, the best model is evaluated on
 ``config.eval_splits`` (predictions CSVs for every split, metrics for labelled ones); when the selected epoch is
 not the last one, the last epoch is evaluated too, into ``last_epoch/``, and ``selection.json`` says which is which.
 
@@ -20,9 +23,13 @@ Run directory (``config.output_dir``)::
 from __future__ import annotations
 
 import math
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import monotonic
 from typing import Dict, List, Optional, Union
 
 import numpy as np
@@ -122,6 +129,43 @@ def train_one_epoch(model, source: BatchSource, order: torch.Tensor, optimizer, 
     return float(total) / max(steps, 1)
 
 
+class CheckpointTimer:
+    """When ``last.pt`` is due: ``minutes`` after its last write (0: every epoch) and always at the last epoch."""
+
+    def __init__(self, minutes: float):
+        self.minutes, self.written = minutes, monotonic()
+
+    def due(self, epoch: int, last_epoch: int) -> bool:
+        return epoch >= last_epoch or monotonic() - self.written >= 60.0 * self.minutes
+
+    def wrote(self) -> None:
+        self.written = monotonic()
+
+
+class StopAfterEpoch:
+    """Context manager: while ``in_epochs``, the first Ctrl-C (SIGINT) asks the loop to finish the epoch, write
+    ``last.pt`` and stop (``requested``); a second one, or any outside the epochs (data preparation, the final
+    evaluation), raises KeyboardInterrupt at once. Only in the main thread (signals need it)."""
+
+    def __init__(self):
+        self.requested, self.in_epochs, self.installed, self.previous = False, False, False, None
+
+    def __enter__(self) -> "StopAfterEpoch":
+        if threading.current_thread() is threading.main_thread():
+            self.previous, self.installed = signal.signal(signal.SIGINT, self._handle), True
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested or not self.in_epochs:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nStopping after this epoch, once last.pt is written; Ctrl-C again stops at once.", file=sys.stderr)
+
+    def __exit__(self, *exc) -> None:
+        if self.installed:   # None: a handler set outside Python, which cannot be put back; the default then
+            signal.signal(signal.SIGINT, signal.SIG_DFL if self.previous is None else self.previous)
+
+
 def _resume_path(config: TrainConfig, resume) -> Optional[Path]:
     if resume is False or resume is None:
         return None
@@ -148,7 +192,7 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> TrainR
         device = torch.device("cuda", info.local_rank)
     amp_dtype = resolve_precision(config.precision, device)
     cpu = prepare_cpu(device)            # allocator + all cores (farnet_lite.cpu); '' on a GPU
-    if info.is_main and config.progress:
+    if info.is_main:                     # the run log's first line, also with progress=False
         print(f"Training in {precision_name(amp_dtype)} on {device}{'; ' + cpu if cpu else ''}.")
     run_dir = Path(config.output_dir)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
@@ -160,7 +204,8 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> TrainR
         if info.is_main:
             acquire_run_lock(run_dir)    # a second run in the same folder stops here, in one sentence
             sweep_stale_temps(run_dir)   # temporary files of writes a killed run left behind
-        return _train(config, resume, device, info, amp_dtype, run_dir)
+        with StopAfterEpoch() as stop:   # Ctrl-C: finish the epoch, write last.pt, then KeyboardInterrupt
+            return _train(config, resume, device, info, amp_dtype, run_dir, stop)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
         distributed.cleanup(info)
@@ -176,8 +221,8 @@ def check_resume(saved: TrainConfig, config: TrainConfig, path) -> None:
     check_compatible(saved, config, path)
 
 
-def _train(config, resume, device, info, amp_dtype, run_dir) -> TrainResult:
-    # Long on purpose (~95 lines): the whole epoch loop -- resume, validation, selection, checkpoints -- reads
+def _train(config, resume, device, info, amp_dtype, run_dir, stop: StopAfterEpoch) -> TrainResult:
+    # Long on purpose (~100 lines): the whole epoch loop -- resume, validation, selection, checkpoints -- reads
     # top to bottom as notebook 06 teaches it; each step in it is already a helper call.
     path = _resume_path(config, resume)
     state = load_checkpoint(path, map_location=device) if path is not None else None
@@ -227,6 +272,8 @@ def _train(config, resume, device, info, amp_dtype, run_dir) -> TrainResult:
     if info.is_main:
         config.save(run_dir / "config.json")
     key = selection_key(config.spec)
+    timer = CheckpointTimer(config.checkpoint_minutes)
+    stop.in_epochs = True
 
     epochs = tqdm(range(start_epoch + 1, config.epochs + 1), desc="training", dynamic_ncols=True,
                   initial=start_epoch, total=config.epochs, disable=not (config.progress and info.is_main))
@@ -254,12 +301,16 @@ def _train(config, resume, device, info, amp_dtype, run_dir) -> TrainResult:
             if improved and config.save_checkpoints:
                 save_checkpoint(run_dir / "best.pt", model=base, config=config, epoch=epoch,
                                 best_metric=best_metric, best_epoch=best_epoch, history=history)
-            if config.save_checkpoints:
+            if config.save_checkpoints and (timer.due(epoch, config.epochs) or stop.requested):
                 save_checkpoint(run_dir / "last.pt", model=base, config=config, epoch=epoch, optimizer=optimizer,
                                 scheduler=scheduler, scaler=scaler, best_metric=best_metric, best_epoch=best_epoch,
                                 history=history, rng=capture_rng(generators))
+                timer.wrote()
             write_log(run_dir / "log.csv", history)
+        if stop.requested:
+            raise KeyboardInterrupt(f"stopped after epoch {epoch}; resume from {run_dir / 'last.pt'}")
     epochs.close()
+    stop.in_epochs = False
 
     distributed.barrier(info)
     best_path = run_dir / "best.pt"
@@ -272,7 +323,8 @@ def _train(config, resume, device, info, amp_dtype, run_dir) -> TrainResult:
         unwrap(base).load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
     metrics = _evaluate_splits(net, config, device, amp_dtype, info, val_cache, run_dir)
     if info.is_main:
-        _write_selection(run_dir, config, best_epoch, last_epoch, metrics, last_metrics if selected else metrics)
+        _write_selection(run_dir, config, best_epoch, last_epoch, metrics, last_metrics if selected else metrics,
+                         precision_name(amp_dtype))
     return TrainResult(run_dir=run_dir, best_epoch=best_epoch, best_metric=best_metric, history=history,
                        metrics=metrics, last_metrics=last_metrics if selected else metrics)
 
@@ -291,8 +343,9 @@ def _evaluate_splits(net, config: TrainConfig, device, amp_dtype, info, val_cach
 
 
 def _write_selection(run_dir: Path, config: TrainConfig, best_epoch: int, last_epoch: int,
-                     metrics: Dict[str, dict], last_metrics: Dict[str, dict]) -> None:
-    """``selection.json``: which epoch the run's files report, and the last epoch's numbers beside them.
+                     metrics: Dict[str, dict], last_metrics: Dict[str, dict], precision: str) -> None:
+    """``selection.json``: which epoch the run's files report, the last epoch's numbers beside them, and the
+    precision the run trained in (``precision="auto"`` resolves per machine: bf16 or fp32 on a CPU).
 
     With a validation split the reported checkpoint is the one selected on it (ISBI: Test1, §4.1.1) and the last
     epoch's files are in ``last_epoch/`` (the official code keeps the last epoch); without one (hand, official
@@ -305,4 +358,5 @@ def _write_selection(run_dir: Path, config: TrainConfig, best_epoch: int, last_e
         "selected_on": config.val_split or None, "best_epoch": best_epoch if selected else None,
         "last_epoch": last_epoch, "last_epoch_files": "last_epoch/" if selected and best_epoch != last_epoch
         else ".", "metrics": metrics, "last_epoch_metrics": last_metrics,
-        "labels_not_present": [s for s in config.eval_splits if s not in metrics]})  # predictions only
+        "labels_not_present": [s for s in config.eval_splits if s not in metrics],  # predictions only
+        "precision": precision})

@@ -111,3 +111,18 @@ def test_the_spec_scores_as_its_reader_labels(tmp_path):
         root = spec.synthetic_writer(tmp_path / spec.folder, **dict(spec.quick_counts))
         dataset = spec.reader(root, spec.eval_splits[0], fold=1, annotation="mean")
         assert dataset.metric == spec.metric and dataset.num_landmarks == spec.num_landmarks, name
+
+
+def test_precision_is_auto_unless_a_preset_reproduces_numbers():
+    """auto (bf16 where native, farnet_lite.engine.resolve_precision) by default and in ``fast``; fp32 in the
+    presets whose numbers must be the same on every machine (paper, official, demo, quick)."""
+    assert TrainConfig().precision == "auto" and TrainConfig.preset("isbi2015", "fast").precision == "auto"
+    for setting in ("paper", "official", "demo", "quick"):
+        assert TrainConfig.preset("isbi2015", setting).precision == "fp32", setting
+    assert TrainConfig.preset("isbi2015", "paper", precision="auto").precision == "auto"
+
+
+def test_checkpoint_minutes_default_and_check():
+    assert TrainConfig().checkpoint_minutes == 10.0 and TrainConfig(checkpoint_minutes=0).checkpoint_minutes == 0
+    with pytest.raises(ValueError, match="checkpoint_minutes must be 0"):
+        TrainConfig(checkpoint_minutes=-1)

@@ -36,6 +36,26 @@ def test_threads_respect_the_users_choice(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_an_explicit_torch_thread_count_is_kept(monkeypatch):
+    """A notebook's torch.set_num_threads(1) made after the kit was imported is not overridden; torch's own
+    default is raised to every core, once per process, so lowering it after a first run is kept too."""
+    before = torch.get_num_threads()
+    for name in ("FARNET_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(cpu, "cpu_cores", lambda: 3)
+    monkeypatch.setattr(cpu, "TORCH_DEFAULT_THREADS", 2)              # torch's count at import
+    monkeypatch.setitem(cpu._APPLIED, "threads", False)
+    try:
+        torch.set_num_threads(1)                                       # the user's choice
+        assert cpu.use_all_cores() == 1 and not cpu._APPLIED["threads"]
+        torch.set_num_threads(2)                                       # torch's default: nobody chose
+        assert cpu.use_all_cores() == 3 and cpu._APPLIED["threads"]
+        torch.set_num_threads(2)                                       # lowered after that first run: kept
+        assert cpu.use_all_cores() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_on_the_cpu_is_bf16_only_where_native(monkeypatch, native):
     monkeypatch.setattr(engine, "native_bf16", lambda: native)

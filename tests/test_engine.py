@@ -105,10 +105,12 @@ def test_rng_states_round_trip():
     assert first[0] == second[0] and torch.equal(first[1], second[1]) and torch.equal(first[2], second[2])
 
 
-def test_tiny_run_end_to_end(tmp_path):
+def test_tiny_run_end_to_end(tmp_path, capsys):
     config = tiny_config(tmp_path)
     result = train(config)
     run = result.run_dir
+    assert "Training in fp32 on cpu; CPU: " in capsys.readouterr().out        # the paper preset pins fp32
+    assert json.loads((run / "selection.json").read_text())["precision"] == "fp32"
     for name in ("config.json", "log.csv", "last.pt", "best.pt", "predictions_test1.csv",
                  "predictions_test2.csv", "metrics_test1.json", "per_landmark_test1.csv"):
         assert (run / name).is_file(), name

@@ -1,13 +1,16 @@
 """Never lose a run: a training killed with SIGKILL resumes to exactly the numbers of an uninterrupted one."""
 import json
+import os
+import signal
 
 import pandas as pd
 import pytest
 import torch
 
 from engine_helpers import cli_args, run_cli, tiny_overrides
+from farnet_lite import train as train_module
 from farnet_lite.config import TrainConfig
-from farnet_lite.train import train
+from farnet_lite.train import CheckpointTimer, StopAfterEpoch, train
 
 # The kill hook lives here, not in the package: the subprocess patches the training module, then runs the CLI.
 KILLER = """
@@ -51,7 +54,8 @@ def kill_run(where, at, args):
 def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
     """Killed in the middle of epoch 2, then half-way through writing last.pt: the run still ends bit-identical."""
     monkeypatch.setenv("FARNET_THREADS", "1")   # the same thread count here and in the subprocesses (farnet_lite.cpu)
-    values = dict(tiny_overrides(tmp_path), epochs=3, augment=True)   # augmentation: its RNG must resume too
+    values = dict(tiny_overrides(tmp_path), epochs=3, augment=True,   # augmentation: its RNG must resume too
+                  checkpoint_minutes=0)                                # last.pt after every epoch
     # 1. uninterrupted (in this process; one thread, like the subprocesses)
     straight = train(TrainConfig.preset("synthetic-isbi", "paper", **dict(values, output_dir=str(tmp_path / "a"))))
 
@@ -96,3 +100,69 @@ def test_resume_true_without_checkpoint_starts_fresh(tmp_path, capsys):
     # resuming a finished run trains no further epoch and re-evaluates best.pt
     again = train(config, resume=True)
     assert again.history == result.history and again.metrics["test1"]["mre"] == result.metrics["test1"]["mre"]
+
+
+def test_checkpoint_timer_waits_for_its_minutes(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(train_module, "monotonic", lambda: now[0])
+    timer = CheckpointTimer(minutes=10)
+    now[0] = 599.0
+    assert not timer.due(1, last_epoch=5) and timer.due(5, last_epoch=5)      # the last epoch: always
+    now[0] = 600.0
+    assert timer.due(2, last_epoch=5)
+    timer.wrote()
+    now[0] = 1199.0
+    assert not timer.due(3, last_epoch=5) and CheckpointTimer(minutes=0).due(1, last_epoch=5)
+
+
+def test_ctrl_c_waits_for_the_epoch_only_inside_the_epochs():
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with StopAfterEpoch():                       # preparing data: stops at once
+            signal.raise_signal(signal.SIGINT)
+    with StopAfterEpoch() as stop:
+        stop.in_epochs = True
+        signal.raise_signal(signal.SIGINT)           # the first: noted, the epoch goes on
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)       # the second: at once
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_last_pt_only_when_due_and_ctrl_c_resumes_exactly(tmp_path, monkeypatch):
+    """With a long interval last.pt is written once, after the last epoch; a Ctrl-C in epoch 2 finishes that
+    epoch, writes last.pt, stops, and the resumed run ends exactly as the uninterrupted one."""
+    writes = []
+    save = train_module.save_checkpoint
+    def counting_save(path, **kwargs):
+        writes.append((path.name, kwargs["epoch"]))
+        return save(path, **kwargs)
+    monkeypatch.setattr(train_module, "save_checkpoint", counting_save)
+    values = dict(tiny_overrides(tmp_path), epochs=3, lr_schedule="constant", checkpoint_minutes=1e6)
+    straight = train(TrainConfig.preset("synthetic-isbi", "paper", **dict(values, output_dir=str(tmp_path / "a"))))
+    assert [epoch for name, epoch in writes if name == "last.pt"] == [3]
+    assert [name for name, _ in writes].count("best.pt") >= 1            # the result: whenever it improves
+
+    writes.clear()
+    loss_fn, steps = train_module.coarse_to_fine_loss, []
+    def ctrl_c_at_step_3(*args, **kwargs):                             # epoch 2, step 1 of 2
+        steps.append(1)
+        if len(steps) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss_fn(*args, **kwargs)
+    monkeypatch.setattr(train_module, "coarse_to_fine_loss", ctrl_c_at_step_3)
+    config = TrainConfig.preset("synthetic-isbi", "paper", **dict(values, output_dir=str(tmp_path / "b")))
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt, match="stopped after epoch 2"):
+        train(config)
+    assert len(steps) == 4 and [epoch for name, epoch in writes if name == "last.pt"] == [2]
+    assert signal.getsignal(signal.SIGINT) is handler                      # the handler is put back
+
+    resumed = train(config, resume=True)
+    assert [epoch for name, epoch in writes if name == "last.pt"] == [2, 3]
+    log_a, log_b = pd.read_csv(tmp_path / "a" / "log.csv"), pd.read_csv(tmp_path / "b" / "log.csv")
+    pd.testing.assert_frame_equal(log_a.drop(columns="seconds"), log_b.drop(columns="seconds"))
+    assert resumed.metrics["test1"]["mre"] == straight.metrics["test1"]["mre"]
+    state_a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    state_b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)

@@ -1,6 +1,6 @@
 """Keep the course notebooks clean and runnable: ``strip``, ``check``, ``refresh`` and ``run-all``.
 
-Run it from anywhere with the project's interpreter (it needs only nbformat and nbclient)::
+Run it from anywhere with the project's interpreter (it needs nbformat; ``refresh`` / ``run-all`` nbclient too)::
 
     .venv/bin/python tools/notebooks.py strip   [NOTEBOOK ...]   # drop outputs, keep the marked cells' small text
     .venv/bin/python tools/notebooks.py check   [NOTEBOOK ...]   # exit 1 listing every unclean notebook / cell (CI)
@@ -11,13 +11,14 @@ Run it from anywhere with the project's interpreter (it needs only nbformat and 
 A NOTEBOOK is a path (``notebooks/01_heatmap_ground_truth.ipynb``), a bare name found in ``notebooks/``
 (``01_heatmap_ground_truth`` or ``01_heatmap_ground_truth.ipynb``) or a folder; none means every notebook.
 
-What "clean" means (docs/NOTEBOOKS.md): no outputs, ``execution_count`` null, no cell metadata but ``tags``, notebook
-metadata reduced to the ``python3`` kernelspec -- except in cells whose first line is ``# NBVAL_CHECK_OUTPUT``, which
-keep their stdout text and ``text/plain`` results, and an execution count (nbval refuses stored outputs of a cell
-whose count is null), so that ``pytest --nbval-lax`` can compare them. Those cells must
-produce nothing else (no figure, no HTML table, no stderr warning): ``refresh`` refuses to write a notebook whose
-marked cell does, because nbval would then fail on it. ``check`` also checks the opening that every notebook shares
-(title with Colab badge, setup cell, parameters cell, version line) and that it has an exercise with a check cell.
+What "clean" means (docs/NOTEBOOKS.md): no outputs, ``execution_count`` null, no cell metadata but ``tags`` and
+``exercise`` (an exercise's id, tools/exercises.py), notebook metadata reduced to the ``python3`` kernelspec --
+except in cells whose first line is ``# NBVAL_CHECK_OUTPUT``, which keep their stdout text and ``text/plain``
+results, and an execution count (nbval refuses stored outputs of a cell whose count is null), so that ``pytest
+--nbval-lax`` can compare them. Those cells must produce nothing else (no figure, no HTML table, no stderr warning):
+``refresh`` refuses to write a notebook whose marked cell does, because nbval would then fail on it. ``check`` also
+checks the opening that every notebook shares (title with Colab badge, setup cell, parameters cell, version line)
+and that it has an exercise with a check cell.
 
 The GitHub repository the notebooks install from on Colab is named in one place, ``[tool.farnet-lite]`` of
 pyproject.toml (``repository = "OWNER/NAME"``, ``branch``). Every notebook's first code cell is ``SETUP_TEMPLATE``
@@ -25,34 +26,30 @@ below filled with it, and its title links the badge to it; ``check`` fails when 
 writes the setting and rewrites every badge and setup cell (without arguments: from the current setting, e.g. after
 editing ``SETUP_TEMPLATE``); running it twice changes nothing.
 
-Notebooks run in ``notebooks/`` (their relative paths ``data`` and ``../figures`` resolve there), on the kernel named
-``python3`` but always started with *this* interpreter, so a stray user-level ``python3`` kernelspec cannot pick
-another environment. ``run-all`` does not rewrite the committed notebooks; it only regenerates what they save.
+``refresh`` and ``run-all`` live in tools/notebook_run.py (how notebooks are executed: in ``notebooks/``, with this
+interpreter, exercise cells solved from notebooks/solutions/ as under nbval).
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import os
 import re
 import string
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import nbformat
-from jupyter_client.manager import AsyncKernelManager
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO / "notebooks"
 MARKER = "# NBVAL_CHECK_OUTPUT"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 CLEAN_METADATA = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
-KEPT_CELL_METADATA = ("tags",)
+KEPT_CELL_METADATA = ("tags", "exercise")   # "exercise": the id of a blank (tools/exercises.py)
 CELL_TIMEOUT_S = 300
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 COLAB_LINK = "https://colab.research.google.com/github/"
@@ -338,50 +335,6 @@ def set_repo(paths: Sequence[Path], repository: str, branch: str) -> List[Path]:
     return changed
 
 
-# --------------------------------------------------------------------------------------------- execution
-class ThisPythonKernelManager(AsyncKernelManager):
-    """The ``python3`` kernel, always started by the interpreter running this script (e.g. ``.venv/bin/python``)."""
-
-    @property
-    def kernel_spec(self):
-        spec = AsyncKernelManager.kernel_spec.fget(self)
-        if spec is not None:
-            spec.argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-        return spec
-
-
-def execute_notebook(path: Path, quick: Optional[bool] = None, timeout: Optional[int] = CELL_TIMEOUT_S):
-    """Run a notebook top to bottom in notebooks/ -> (executed copy, seconds). quick=None keeps FARNET_QUICK as is."""
-    nb = read_notebook(path)
-    saved = os.environ.get("FARNET_QUICK")
-    if quick is not None:
-        os.environ["FARNET_QUICK"] = "1" if quick else "0"
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", coalesce_streams=True,
-                            kernel_manager_class=ThisPythonKernelManager,
-                            resources={"metadata": {"path": str(path.parent)}})
-    start = time.perf_counter()
-    try:
-        client.execute()
-    finally:
-        if quick is not None:
-            if saved is None:
-                os.environ.pop("FARNET_QUICK", None)
-            else:
-                os.environ["FARNET_QUICK"] = saved
-    return nb, time.perf_counter() - start
-
-
-def _run(path: Path, quick: Optional[bool], timeout: Optional[int]):
-    """execute_notebook with a one-paragraph failure message instead of a kernel traceback dump."""
-    try:
-        return execute_notebook(path, quick, timeout)
-    except (CellExecutionError, CellTimeoutError) as err:
-        message = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()   # drop terminal colours
-        tail = "\n    ".join(message[-12:])
-        print(f"FAILED {path.name}:\n    {tail}", file=sys.stderr)
-        return None, 0.0
-
-
 # --------------------------------------------------------------------------------------------- commands
 def cmd_strip(paths: Sequence[str]) -> int:
     status = 0
@@ -414,39 +367,6 @@ def cmd_check(paths: Sequence[str]) -> int:
     return 1 if bad else 0
 
 
-def cmd_refresh(paths: Sequence[str], timeout: int) -> int:
-    for path in notebook_paths(paths):
-        nb, seconds = _run(path, quick=True, timeout=timeout)
-        if nb is None:
-            return 1
-        warnings = strip_notebook(nb)
-        if warnings:
-            for warning in warnings:
-                print(f"ERROR {path.name}: {warning}", file=sys.stderr)
-            print(f"{path.name} left unchanged: make the marked cells print small text only.", file=sys.stderr)
-            return 1
-        write_notebook(nb, path)
-        print(f"refreshed {path.name} in {seconds:.1f} s (quick mode)")
-    return 0
-
-
-def cmd_run_all(timeout: Optional[int]) -> int:
-    quick = os.environ.get("FARNET_QUICK") == "1"
-    mode = "quick" if quick else "full" if os.environ.get("FARNET_QUICK") == "0" else "default (quick without a GPU)"
-    if timeout is None and quick:
-        timeout = CELL_TIMEOUT_S
-    print(f"running every notebook in {NOTEBOOK_DIR}, {mode} mode")
-    total = 0.0
-    for path in notebook_paths():
-        nb, seconds = _run(path, quick=None, timeout=timeout)
-        if nb is None:
-            return 1
-        total += seconds
-        print(f"{path.name}: {seconds:.1f} s", flush=True)
-    print(f"all notebooks ran in {total:.1f} s; figures are in {REPO / 'figures'}")
-    return 0
-
-
 def cmd_set_repo(repository: Optional[str], branch: Optional[str], paths: Sequence[str]) -> int:
     current, current_branch = read_repo_setting()
     repository, branch = repository or current, branch or current_branch
@@ -458,6 +378,14 @@ def cmd_set_repo(repository: Optional[str], branch: Optional[str], paths: Sequen
         print(f"rewrote the Colab badge and setup cell of {path.name}")
     print(f"{len(changed)} notebook(s) changed; Colab installs from https://github.com/{repository}@{branch}")
     return 0
+
+
+def _runner():
+    """tools/notebook_run.py (``refresh``, ``run-all``: the part that needs nbclient), loaded by file path."""
+    spec = importlib.util.spec_from_file_location("farnet_notebook_run", Path(__file__).with_name("notebook_run.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -486,8 +414,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "check":
         return cmd_check(args.paths)
     if args.command == "refresh":
-        return cmd_refresh(args.paths, args.timeout)
-    return cmd_run_all(args.timeout)
+        return _runner().cmd_refresh(args.paths, args.timeout)
+    return _runner().cmd_run_all(args.timeout)
 
 
 if __name__ == "__main__":
