@@ -108,17 +108,19 @@ def save_checkpoint(path, *, model: nn.Module, config: TrainConfig, epoch: int,
     return atomic_save(state, path)
 
 
-def load_checkpoint(path, map_location="cpu") -> dict:
+def load_checkpoint(path, map_location="cpu", mmap: bool = False) -> dict:
     """Read a checkpoint with ``weights_only=True``; one clear sentence if it is missing or unreadable.
 
-    The returned dict has ``"config"`` already parsed into a :class:`TrainConfig`.
+    The returned dict has ``"config"`` already parsed into a :class:`TrainConfig`. ``mmap``: map the file instead
+    of reading it, so that tensors nobody touches (a ``last.pt``'s optimizer state, two thirds of it) are never
+    read; copy what you keep (:func:`load_model` does).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint {path} does not exist; check the path or train a model first "
                                 f"with `farnet train`.")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # truncated file, not a torch file, or pickled code refused by weights_only
         raise ValueError(f"Checkpoint {path} could not be read ({type(err).__name__}); it is corrupt or not a "
                          f"farnet-lite checkpoint: use another file or re-train.") from err
@@ -157,14 +159,15 @@ def load_model(path, device="cpu", expect: Optional[TrainConfig] = None) -> Tupl
     ``expect``: refuse (one sentence naming the file) a checkpoint of another landmark count, system or backbone.
     Introduced in notebook 12_paper_figures.
     """
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, mmap=True)
     config = state["config"]
     if expect is not None:
         check_compatible(config, expect, path)
-    model = build_model_from_config(config, pretrained=False,  # the weights come from the checkpoint
-                                    num_landmarks=state.get("num_landmarks"))
+    with torch.device("meta"):      # no random initialisation of 61 M weights that the checkpoint overwrites
+        model = build_model_from_config(config, pretrained=False, num_landmarks=state.get("num_landmarks"))
+    model = model.to_empty(device="cpu")
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state["model"])     # copies out of the mapped file
     except RuntimeError as err:
         raise ValueError(f"Checkpoint {path} does not match the model its config describes "
                          f"({config.system}/{config.backbone}); it was "

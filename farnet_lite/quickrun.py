@@ -26,6 +26,7 @@ import pandas as pd
 from farnet_lite.config import TrainConfig
 from farnet_lite.data.synthetic import write_synthetic_isbi
 from farnet_lite.datasets import real_data_root
+from farnet_lite.experiments import run_finished
 from farnet_lite.train import TrainResult, train
 
 PathLike = Union[str, Path]
@@ -63,19 +64,17 @@ def _learning_fields(config: TrainConfig) -> dict:
 def finished_run(config: TrainConfig) -> Optional[TrainResult]:
     """The result of a finished run of ``config`` in ``config.output_dir`` (read from its files), else None.
 
-    Finished = ``selection.json`` (written last by :func:`~farnet_lite.train.train`) and ``last.pt`` exist, the
-    saved ``config.json`` equals ``config`` up to :data:`BOOKKEEPING`, and the log reached ``config.epochs``.
+    Finished = :func:`~farnet_lite.experiments.run_finished` (every epoch logged, every eval split predicted),
+    ``selection.json`` (written last by :func:`~farnet_lite.train.train`) and ``last.pt`` exist, and the saved
+    ``config.json`` equals ``config`` up to :data:`BOOKKEEPING`.
     """
     run = Path(config.output_dir)
-    files = [run / name for name in ("config.json", "selection.json", "log.csv", "last.pt")]
-    if not all(f.is_file() for f in files):
+    if not (run_finished(run, config) and (run / "selection.json").is_file() and (run / "last.pt").is_file()):
         return None
     if _learning_fields(TrainConfig.load(run / "config.json")) != _learning_fields(config):
         return None
     selection = json.loads((run / "selection.json").read_text())
     history = pd.read_csv(run / "log.csv").to_dict("records")
-    if not history or int(history[-1]["epoch"]) != config.epochs:
-        return None
     best_epoch = selection.get("best_epoch") or -1
     best = [row.get("val_mre", math.nan) for row in history if int(row["epoch"]) == best_epoch]
     return TrainResult(run_dir=run, best_epoch=best_epoch, best_metric=best[0] if best else math.inf,

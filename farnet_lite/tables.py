@@ -10,8 +10,9 @@ the ones only we report (our SD on ISBI: the paper gives no SD in Tables 1-3).
 
 ``gather_table`` matches every run folder under ``results_dir`` (a ``config.json`` beside predictions) to the
 table's experiments by identity (dataset, system, backbone, loss, training split, fold -- not input size or epochs).
-Of several runs of one cell it takes the closest to the paper's conditions: ImageNet weights, then a finished
-schedule, then the larger input, then more epochs -- never the better score. A run that selected its checkpoint
+Of several runs of one cell it takes the one under the table's shared conditions (:func:`shared_conditions`: the
+weights and input size most of its rows have a run of), then the closest to the paper's: ImageNet weights, a
+finished schedule, the larger input, more epochs -- never the better score. A run that selected its checkpoint
 (ISBI: on Test1) also shows its last epoch (``last_epoch/``), labelled. Cross-validation rows pool their folds
 (:func:`pool_folds`) once every fold is done.
 """
@@ -28,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from farnet_lite.config import TrainConfig
-from farnet_lite.datasets import DATASETS
-from farnet_lite.experiments import Experiment, epochs_done, synthetic_name, table_experiments
+from farnet_lite.experiments import Experiment, table_experiments
+from farnet_lite.found_runs import FoundRun, best_run, find_runs, shared_conditions
 from farnet_lite.outputs import atomic_write_text, read_predictions, write_frame
 from farnet_lite.paper import load_paper_numbers, paper_table, table_columns
 from farnet_lite.scoring import score_predictions
@@ -46,75 +47,6 @@ TITLES = {
     "table4": "Table 4 · FARNet and prior methods on the Digital Hand Atlas, 3-fold cross-validation (Payer et al.)",
     "table5": "Table 5 · FARNet and prior methods on the AASCE spine radiographs",
 }
-
-
-# -------------------------------------------------------------------------------------------- finding the runs
-@dataclass
-class FoundRun:
-    """A finished (or stopped) run folder under a results directory, with what identifies it."""
-
-    path: Path
-    config: dict
-    provenance: dict
-    epochs_done: int
-
-    @property
-    def preference(self) -> tuple:
-        """Sort key: closest to the paper's conditions first (pretrained, finished, input size, epochs)."""
-        h, w = self.config.get("input_size", (0, 0))
-        return (self.config.get("pretrained", False) is not False, self.epochs_done >= self.config.get("epochs", 0),
-                h * w, self.epochs_done)
-
-    def conditions(self) -> str:
-        """One line on how the run was obtained: input size, epochs, weights, batch, device; synthetic runs say so."""
-        c = self.config
-        h, w = c.get("input_size", ("?", "?"))
-        init = "random init" if c.get("pretrained", False) is False else "ImageNet init"
-        device = self.provenance.get("device") or "device not recorded"
-        text = (f"{h}×{w}, {self.epochs_done}/{c.get('epochs', '?')} epochs, {init}, batch {c.get('batch_size', '?')}, "
-                f"{device}")
-        if str(c.get("dataset", "")).startswith("synthetic"):
-            text += ", SYNTHETIC quick run (not a result)"
-        return text
-
-
-def find_runs(results_dir: Union[str, Path]) -> List[FoundRun]:
-    """Every run folder below ``results_dir`` (a ``config.json`` beside at least one predictions or metrics file)."""
-    found = []
-    root = Path(results_dir)
-    if not root.is_dir():
-        return found
-    for config_path in sorted(root.rglob("config.json")):
-        folder = config_path.parent
-        if folder.name.startswith(".") or not any(folder.glob("predictions_*.csv")):
-            continue
-        provenance_path = folder / "provenance.json"
-        provenance = json.loads(provenance_path.read_text()) if provenance_path.is_file() else {}
-        found.append(FoundRun(folder, json.loads(config_path.read_text()), provenance, epochs_done(folder)))
-    return found
-
-
-def _identity(config: dict) -> tuple:
-    spec = DATASETS[config["dataset"]]
-    fold = config.get("fold", 1) if spec.folds > 1 else None
-    return (config["dataset"], config.get("system"), config.get("backbone"), config.get("loss"),
-            config.get("train_split", spec.train_split), fold)
-
-
-def experiment_identity(exp: Experiment, quick: bool = False) -> tuple:
-    """What a run must match to fill ``exp``'s cells (see the module docstring): the identity of its config."""
-    dataset = synthetic_name(exp.dataset) if quick else exp.dataset
-    fields = dict(dataset=dataset, system=exp.system, backbone=exp.backbone, loss=exp.loss, fold=exp.fold)
-    if exp.train_split is not None:
-        fields["train_split"] = exp.train_split
-    return _identity(fields)
-
-
-def best_run(exp: Experiment, runs: List[FoundRun], quick: bool = False) -> Optional[FoundRun]:
-    """The run that fills ``exp``'s cells (see the module docstring), or None."""
-    identity = experiment_identity(exp, quick)
-    matches = [r for r in runs if _identity(r.config) == identity]
-    return max(matches, key=lambda r: r.preference) if matches else None
 
 
 @dataclass
@@ -211,6 +143,7 @@ def gather_table(table: str, results_dir: Union[str, Path], quick: bool = False)
     experiments = table_experiments(table)
     columns = table_columns(table, experiments[0].dataset)
     runs = find_runs(results_dir)
+    prefer = shared_conditions(experiments, runs, quick)
     paper = load_paper_numbers(table)
     printed = paper_table(table).set_index("row")
     groups: Dict[str, List[Experiment]] = {}
@@ -226,9 +159,9 @@ def gather_table(table: str, results_dir: Union[str, Path], quick: bool = False)
         if kit_row not in groups:
             raise ValueError(f"farnet_lite/paper/{table}.csv links its row {row!r} to the kit row {kit_row!r}, "
                              f"which {table} does not have; set kit_row to one of {', '.join(groups) or 'none'}.")
-        lines += _kit_lines(table, row, kind, groups.pop(kit_row), cells, columns, runs, quick)
+        lines += _kit_lines(table, row, kind, groups.pop(kit_row), cells, columns, runs, quick, prefer)
     for kit_row, members in groups.items():                  # the kit's rows the paper has no row for
-        lines += _kit_lines(table, kit_row, "ours only", members, None, columns, runs, quick)
+        lines += _kit_lines(table, kit_row, "ours only", members, None, columns, runs, quick, prefer)
     lines += _floor_lines(table, experiments, Path(results_dir), columns)
     frame = pd.DataFrame(lines)
     sizes = printed["input_size"] if "input_size" in printed else pd.Series(dtype=str)
@@ -252,10 +185,10 @@ def _literature_lines(table: str, row: str, cells: pd.DataFrame, columns) -> Lis
 
 
 def _kit_lines(table, row, kind, members: List[Experiment], cells: Optional[pd.DataFrame], columns, runs,
-               quick) -> List[dict]:
+               quick, prefer=None) -> List[dict]:
     """The lines of one kit row (its folds pooled into it, then one line per fold), beside the paper's ``cells``."""
     lines = []
-    found = [best_run(exp, runs, quick) for exp in members]
+    found = [best_run(exp, runs, quick, prefer) for exp in members]
     paper_splits = [] if cells is None else list(dict.fromkeys(cells.index.get_level_values("split")))
     for split in dict.fromkeys(paper_splits + list(members[0].splits)):   # every paper cell, every split we score
         summaries = [None if r is None else _read_metrics(r, split) for r in found]
@@ -300,7 +233,9 @@ def _floor_lines(table: str, experiments: List[Experiment], results_dir: Path, c
             lines += [dict(table=table, row="Mean shape (no learning)", kit_row="", kind="ours only", split=split,
                            metric=metric, title=title, ours=float(summary.get(metric, math.nan)), paper=math.nan,
                            printed="", diff=math.nan, input_size="", run=str(folder),
-                           conditions="floor: every landmark at its mean training position, no network")
+                           conditions="floor: every landmark at its mean training position, no network; "
+                                      f"{summary.get('labelled_images', '?')} image predictions scored"
+                                      f"{', folds pooled' if summary.get('folds', 1) > 1 else ''}")
                       for metric, title, _ in columns]
     return lines
 

@@ -8,7 +8,7 @@ import torch
 from farnet_lite.data import cache as cache_module
 from farnet_lite.data.cache import (CacheError, load_cache, prepare_cache, read_fingerprint,
                                     resize_image)
-from farnet_lite.data.imageio import save_grey
+from farnet_lite.data.imageio import read_image, read_reduced, save_grey
 from farnet_lite.data.errors import DatasetError
 from farnet_lite.data.sample import LandmarkDataset, MetricSpec, Sample
 from farnet_lite.heatmaps import rescale_points
@@ -159,6 +159,72 @@ def test_missing_corrupt_and_foreign_files_give_clear_errors(tmp_path):
     with pytest.raises(CacheError, match="truncated.npz"):
         load_cache(truncated)
     assert read_fingerprint(truncated) is None
+
+
+def dot_jpeg(path, size=(1001, 803), point=(700.0, 880.0), sigma=14.0):
+    """A JPEG (sizes not multiples of 8, so the draft's last blocks are padded) with a broad dot at `point`."""
+    save_grey(dot_image(size, point, sigma), path)
+    return path
+
+
+def test_reduced_decode_uses_jpeg_draft_only_and_reports_the_original_size(tmp_path):
+    jpeg = dot_jpeg(tmp_path / "a.jpg")
+    image, original, scale = read_reduced(jpeg, (100, 80))          # 8 * (100, 80) <= (1001, 803)
+    assert (original, scale) == ((1001, 803), 8)
+    assert image.shape == (126, 101) and image.dtype == np.uint8   # ceil((1001, 803) / 8) >= (100, 80)
+    assert read_reduced(jpeg, (300, 250))[1:] == ((1001, 803), 2)  # 4 * 250 > 803, 2 * 300 <= 1001
+    full = read_image(jpeg)[0]
+    image, original, scale = read_reduced(jpeg, (600, 80))         # 2 * 600 > 1001: no draft, full decode
+    assert (original, scale) == ((1001, 803), 1)
+    np.testing.assert_array_equal(image, full)
+    png = tmp_path / "a.png"
+    save_grey(full, png)
+    image, original, scale = read_reduced(png, (100, 80))          # PNG: always the full decode
+    assert (original, scale) == ((1001, 803), 1)
+    np.testing.assert_array_equal(image, full)
+    with pytest.raises(DatasetError, match="absent.jpg does not exist"):
+        read_reduced(tmp_path / "absent.jpg", (100, 80))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(jpeg.read_bytes()[:2000])
+    with pytest.raises(DatasetError, match="broken.jpg.*truncated or corrupt"):
+        read_reduced(broken, (100, 80))
+
+
+def test_draft_cache_keeps_geometry_and_matches_the_full_decode(tmp_path):
+    points = [np.array([[700.0, 880.0], [3.0, 4.0]]), np.array([[120.5, 60.25], [790.0, 990.0]])]
+    paths = [dot_jpeg(tmp_path / "0.jpg"), dot_jpeg(tmp_path / "1.jpg", (900, 810), points[1][0], 12.0)]
+    dataset = LandmarkDataset("toy", "train", ["a", "b"], paths, points, SPACING, 2, tmp_path)
+    full_samples = [Sample(i, read_image(p)[0], q, SPACING) for i, p, q in zip("ab", paths, points)]
+    size = (60, 50)                                                  # draft scale 8 for both images
+    draft = load_cache(prepare_cache(dataset, size, tmp_path / "d.npz", num_workers=0, codec="png",
+                                     progress=False))
+    full = load_cache(prepare_cache(full_samples, size, tmp_path / "f.npz", num_workers=0, codec="png",
+                                    progress=False))
+    assert draft.fingerprint["decode"] == cache_module.DRAFT_DECODE
+    assert full.fingerprint["decode"] == cache_module.FULL_DECODE
+    np.testing.assert_array_equal(draft.original_sizes, [[1001, 803], [900, 810]])
+    np.testing.assert_array_equal(draft.original_sizes, full.original_sizes)
+    np.testing.assert_allclose(draft.landmarks, full.landmarks, atol=1e-9)
+    for i in range(2):
+        np.testing.assert_allclose(draft.to_original(draft.landmarks[i], i), points[i], atol=1e-9)
+        assert np.abs(draft.images[i].astype(int) - full.images[i]).mean() < 2.0
+        # the dot lands where the full decode and rescale_points put it: resizing the whole padded draft
+        # (no box) would stretch it by (808 / 803) and move it ~0.27 cache px
+        assert np.abs(centroid(draft.images[i]) - centroid(full.images[i])).max() < 0.05
+        assert np.abs(centroid(draft.images[i]) - draft.landmarks[i, 0]).max() < 0.1
+
+
+def test_fingerprint_names_the_decoder_so_old_caches_are_rebuilt(tmp_path, monkeypatch):
+    dataset = LandmarkDataset("toy", "train", ["a"], [dot_jpeg(tmp_path / "a.jpg")],
+                              [np.array([[700.0, 880.0]])], SPACING, 1, tmp_path)
+    monkeypatch.setattr(cache_module, "DRAFT_DECODE", "an older decoder")
+    path = prepare_cache(dataset, (60, 50), tmp_path / "c.npz", num_workers=0, progress=False)
+    old = read_fingerprint(path)
+    monkeypatch.undo()
+    prepare_cache(dataset, (60, 50), path, num_workers=0, progress=False)
+    new = read_fingerprint(path)
+    assert old["decode"] == "an older decoder" and new["decode"] == "jpeg-draft>=2x"
+    assert {k: v for k, v in old.items() if k != "decode"} == {k: v for k, v in new.items() if k != "decode"}
 
 
 @pytest.mark.realdata

@@ -14,6 +14,7 @@ from farnet_lite.tables import gather_table, load_paper_numbers, pool_folds, run
 
 REAL_ISBI = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2015"
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "isbi2015" / "cpu-160x128-densenet121-randinit"
+LARGER = COMMITTED.parent / "cpu-320x256-densenet121-randinit"
 
 
 @pytest.mark.parametrize("table", TABLES)
@@ -74,7 +75,8 @@ def test_gather_prefers_paper_conditions_not_scores(tmp_path):
     assert math.isnan(table2.loc[("UNet", "mre"), "ours"]) and table2.loc[("UNet", "mre"), "paper"] == 1.38
     assert table2.loc[("UNet", "mre"), "conditions"] == "no run yet"
     assert table2.loc[("UNet", "mre"), "kit_row"] == "U-Net"
-    assert table2.loc[("MSFA+FR+EWC", "mre"), "ours"] == 1.0       # the same run fills Table 2 and 3
+    # Table 2's rows compare at one size: FPN has a run at 800x640 only, so MSFA+FR+EWC takes its 800x640 run too
+    assert table2.loc[("MSFA+FR+EWC", "mre"), "ours"] == 2.0 and table2.loc[("MSFA+FR+EWC", "mre"), "run"].endswith("b")
     sd = table2.loc[("FPN", "sd")]                                   # our SD: a column of its own, no paper cell
     assert sd.ours == 0.7 and sd.title.endswith("ours only") and sd.printed == "" and math.isnan(sd["diff"])
     markdown = table_markdown("table2", table2.reset_index())
@@ -173,13 +175,17 @@ def test_run_errors_of_the_committed_real_run_match_its_metrics():
     assert len(frame) == 19
 
 
-@pytest.mark.skipif(not COMMITTED.is_dir(), reason="no committed ISBI result in this checkout")
+@pytest.mark.skipif(not (COMMITTED.is_dir() and LARGER.is_dir()), reason="no committed ISBI results in this checkout")
 def test_the_committed_real_runs_land_in_their_cells():
     results = COMMITTED.parents[1]
-    ewc = json.loads((COMMITTED / "metrics_test1.json").read_text())
+    ewc = json.loads((COMMITTED / "metrics_test1.json").read_text())                    # 160x128
     l2 = json.loads((results / "isbi2015" / "cpu-160x128-densenet121-l2-randinit" / "metrics_test1.json").read_text())
-    for table, row, saved in (("table1", "DenseNet-121", ewc), ("table2", "MSFA+FR+EWC", ewc),
-                              ("table2", "MSFA+FR", l2), ("table3", "FARNet(Our)", ewc)):
+    larger = json.loads((LARGER / "metrics_test1.json").read_text())                     # 320x256
+    last = json.loads((LARGER / "last_epoch" / "metrics_test1.json").read_text())
+    # one-row tables take the larger input; Table 2 compares its rows at the size both of them have (160x128)
+    for table, row, saved in (("table1", "DenseNet-121", larger), ("table1", "DenseNet-121 · last epoch", last),
+                              ("table2", "MSFA+FR+EWC", ewc), ("table2", "MSFA+FR", l2),
+                              ("table3", "FARNet(Our)", larger)):
         frame = gather_table(table, results)
         cells = frame[(frame.row == row) & (frame.split == "test1")].set_index("metric")
         for metric in ("mre", "sd", "sdr_2", "sdr_2.5", "sdr_3", "sdr_4"):
@@ -187,8 +193,8 @@ def test_the_committed_real_runs_land_in_their_cells():
         assert cells.loc["mre", "diff"] == pytest.approx(saved["mre"] - cells.loc["mre", "paper"])
     filled = {t: set(gather_table(t, results).dropna(subset=["ours"])["row"]) for t in ("table1", "table2", "table3")}
     # plus the committed mean-shape floor of Table 3 (results/isbi2015/mean-shape), a row of ours only
-    assert filled == {"table1": {"DenseNet-121"}, "table2": {"MSFA+FR", "MSFA+FR+EWC"},
-                      "table3": {"FARNet(Our)", "Mean shape (no learning)"}}
+    assert filled == {"table1": {"DenseNet-121", "DenseNet-121 · last epoch"}, "table2": {"MSFA+FR", "MSFA+FR+EWC"},
+                      "table3": {"FARNet(Our)", "FARNet(Our) · last epoch", "Mean shape (no learning)"}}
     floor = json.loads((results / "isbi2015" / "mean-shape" / "metrics_test1.json").read_text())
     floor_cells = gather_table("table3", results).query("row == 'Mean shape (no learning)' and split == 'test1'")
     assert floor_cells.set_index("metric").loc["mre", "ours"] == pytest.approx(floor["mre"])

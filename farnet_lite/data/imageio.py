@@ -6,12 +6,18 @@ atlas and spine: 1-channel JPEG); every one is returned as "L" (grey) so the res
 Accepted formats: PNG, JPEG, BMP, TIFF and DICOM. 16-bit and 32-bit integer images are scaled by their peak, float
 images (e.g. a TIFF of 0-1 values) by their min..max range; DICOM goes through :mod:`farnet_lite.data.dicom`
 (rescale, VOI window, MONOCHROME1 inversion), which also gives its pixel spacing (`read_image`, `pixel_spacing`).
+
+`read_reduced` is the prepared cache's reader: a JPEG is decoded in Pillow's draft mode, where libjpeg scales
+each 8x8 DCT block down by 1/2, 1/4 or 1/8 while decoding (~5x faster; measured in `farnet_lite.data.cache`);
+every other format is decoded fully.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -54,23 +60,83 @@ def _to_uint8(im: Image.Image, path: Path) -> np.ndarray:
     return np.array(grey, dtype=np.uint8)
 
 
+def _check_exists(path: Path) -> None:
+    if not path.is_file():
+        raise DatasetError(f"Image file {path} does not exist; re-download the dataset or remove its entry.")
+
+
+@contextmanager
+def _decoding(path: Path) -> Iterator[None]:
+    """Turn Pillow's errors for a truncated or corrupt file inside the block into one DatasetError naming it."""
+    try:
+        yield
+    except _DECODE_ERRORS as err:
+        raise DatasetError(f"Could not decode image {path} ({type(err).__name__}: {err}); the file is "
+                           f"truncated or corrupt, re-download it.") from err
+
+
 def read_image(path: Path | str) -> tuple[np.ndarray, tuple[float, float] | None]:
     """``(image (H, W) uint8, pixel spacing (row, column) in mm or None)`` of any accepted format.
 
     Only DICOM files state a spacing here. Raises DatasetError naming the file if it is missing or unreadable.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"Image file {path} does not exist; re-download the dataset or remove its entry.")
+    _check_exists(path)
     if is_dicom(path):
         return read_dicom(path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return _to_uint8(im, path), None
-    except _DECODE_ERRORS as err:
-        raise DatasetError(f"Could not decode image {path} ({type(err).__name__}: {err}); the file is "
-                           f"truncated or corrupt, re-download it.") from err
+    with _decoding(path), Image.open(path) as im:
+        im.load()
+        return _to_uint8(im, path), None
+
+
+class Reduced(NamedTuple):
+    """What `read_reduced` returns.
+
+    image:          (h, w) uint8 grey; (h, w) = ceil((H, W) / scale).
+    original_size:  (H, W) of the file's full-resolution image.
+    scale:          1 (decoded fully), 2, 4 or 8: image pixel (j, i) is the mean-like reduction of the source
+                    block of rows [j*scale, (j+1)*scale) and columns [i*scale, (i+1)*scale), so its centre sits at
+                    (i + 0.5) * scale - 0.5 in source pixels (the pixel-centre convention of `rescale_points`).
+    The last row/column of blocks may reach past the image (ceil); the original extent is exactly
+    (H / scale, W / scale) image pixels, which is the box to resize from (see `farnet_lite.data.cache`).
+    """
+    image: np.ndarray
+    original_size: tuple[int, int]
+    scale: int
+
+
+def draft_scale(original_size: tuple[int, int], at_least: tuple[int, int]) -> int:
+    """The largest JPEG draft factor s in (8, 4, 2) with s * at_least <= original_size in both axes, else 1."""
+    height, width = original_size
+    return next((s for s in (8, 4, 2) if s * at_least[0] <= height and s * at_least[1] <= width), 1)
+
+
+def read_reduced(path: Path | str, at_least: tuple[int, int]) -> Reduced:
+    """Decode an image at a reduced size of at least `at_least` = (h, w) where that is cheap (JPEG draft mode).
+
+    A JPEG whose `draft_scale` is 2, 4 or 8 is decoded with libjpeg's DCT-domain downscaling by that factor
+    (same colour conversion to grey as `read_image`); every other file -- PNG, BMP, TIFF, DICOM, or a JPEG smaller
+    than 2 * `at_least` -- is decoded fully with `read_image` (scale 1). Raises the same DatasetError as
+    `read_image` for a missing, truncated or corrupt file.
+    """
+    path = Path(path)
+    _check_exists(path)
+    if not is_dicom(path):
+        with _decoding(path), Image.open(path) as im:
+            original = (int(im.height), int(im.width))
+            scale = draft_scale(original, at_least) if im.format == "JPEG" else 1
+            if scale > 1:
+                # Pillow picks the largest s in (8, 4, 2, 1) with s * requested <= size: ask for size // scale
+                im.draft(None, (original[1] // scale, original[0] // scale))
+                im.load()
+                image = _to_uint8(im, path)
+                expected = (-(-original[0] // scale), -(-original[1] // scale))      # ceil((H, W) / scale)
+                if image.shape != expected:
+                    raise RuntimeError(f"Pillow decoded the JPEG draft of {path} at {image.shape}, not {expected}; "
+                                       f"use Pillow >= 9 (pip install -U pillow).")
+                return Reduced(image, original, scale)
+    image = read_image(path)[0]
+    return Reduced(image, (int(image.shape[0]), int(image.shape[1])), 1)
 
 
 def pixel_spacing(path: Path | str) -> tuple[float, float] | None:

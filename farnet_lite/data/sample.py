@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 
 from farnet_lite.data.errors import DatasetError, check_on_error, warn_skipped
-from farnet_lite.data.imageio import image_size, load_grey
+from farnet_lite.data.imageio import Reduced, image_size, load_grey, read_reduced
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,12 @@ class LandmarkDataset(Sequence):
         """(K, 2) float64 landmarks of sample `index` (or None) without decoding its image."""
         points = self._landmarks[self._index(int(index))]
         return None if points is None else points.copy()
+
+    def reduced_image(self, index: int, at_least: tuple[int, int]) -> Reduced:
+        """Image of sample `index` decoded at a reduced size >= `at_least` (H, W) where cheap, plus its ORIGINAL
+        (H, W) and the reduction factor: `farnet_lite.data.imageio.read_reduced` (JPEG draft mode, else a full
+        decode). Landmarks stay in original pixels; the prepared cache uses this to skip full JPEG decodes."""
+        return read_reduced(self.paths[self._index(int(index))], at_least)
 
     def image_size(self, index: int) -> tuple[int, int]:
         """(H, W) of sample `index`, read from the file header (no decoding)."""
