@@ -49,13 +49,14 @@ def device_description(device: str = "auto") -> str:
 
 
 def git_commit() -> str:
-    """The commit of the farnet-lite checkout in use (``+dirty`` with uncommitted changes), or ``unknown``."""
+    """The commit of the farnet-lite checkout in use (``+dirty`` with uncommitted changes outside ``results/``,
+    which reproduce itself rewrites), or ``unknown``."""
     repo = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"],
+                               cwd=repo, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown (not a git checkout)"
     return commit + ("+dirty" if dirty else "")
