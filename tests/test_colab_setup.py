@@ -99,8 +99,9 @@ def test_setup_cell_is_a_noop_where_the_kit_is_installed(monkeypatch):
     def no_pip(*args, **kwargs):
         raise AssertionError(f"the setup cell ran {args} although farnet_lite is importable")
     monkeypatch.setattr(subprocess, "run", no_pip)
-    monkeypatch.delenv("FARNET_DATA", raising=False)
-    monkeypatch.delenv("FARNET_RUNS", raising=False)
+    for variable in ("FARNET_DATA", "FARNET_RUNS"):   # setenv first, so that teardown removes what the cell sets
+        monkeypatch.setenv(variable, "unset")
+        monkeypatch.delenv(variable)
     printed = _run_setup(nbtools.setup_source(*nbtools.read_repo_setting()))
     assert "Installing" not in printed and "| data and runs: local folders" in printed
     assert "FARNET_DATA" not in os.environ and "FARNET_RUNS" not in os.environ
@@ -121,8 +122,9 @@ def test_setup_cell_on_a_fresh_colab_installs_and_mounts_drive(monkeypatch):
     monkeypatch.setitem(sys.modules, "google.colab", colab)
     monkeypatch.setitem(sys.modules, "farnet_lite", None)   # `import farnet_lite` raises ImportError
     monkeypatch.setattr(subprocess, "run", fake_pip)
-    monkeypatch.delenv("FARNET_DATA", raising=False)
-    monkeypatch.delenv("FARNET_RUNS", raising=False)
+    for variable in ("FARNET_DATA", "FARNET_RUNS"):   # setenv first, so that teardown removes what the cell sets
+        monkeypatch.setenv(variable, "unset")
+        monkeypatch.delenv(variable)
     source = nbtools.setup_source("me/fork", "dev").replace("USE_DRIVE = False", "USE_DRIVE = True")
     printed = _run_setup(source)
     assert calls == [[sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/me/fork@dev"],
