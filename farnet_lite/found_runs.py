@@ -79,12 +79,17 @@ def experiment_identity(exp: Experiment, quick: bool = False) -> tuple:
     return _identity(fields)
 
 
+def _matching(exp: Experiment, runs: List[FoundRun], quick: bool) -> List[FoundRun]:
+    """The runs whose config has ``exp``'s identity."""
+    identity = experiment_identity(exp, quick)
+    return [r for r in runs if _identity(r.config) == identity]
+
+
 def best_run(exp: Experiment, runs: List[FoundRun], quick: bool = False,
              prefer: Optional[tuple] = None) -> Optional[FoundRun]:
     """The run that fills ``exp``'s cells (see the module docstring), or None; runs of the ``prefer`` conditions
     (:func:`shared_conditions`) first."""
-    identity = experiment_identity(exp, quick)
-    matches = [r for r in runs if _identity(r.config) == identity]
+    matches = _matching(exp, runs, quick)
     return max(matches, key=lambda r: (_comparable(r) == prefer, r.preference)) if matches else None
 
 
@@ -98,8 +103,7 @@ def shared_conditions(experiments: List[Experiment], runs: List[FoundRun], quick
     no such majority exists (a one-row table, a tie): then each cell takes its closest run to the paper's."""
     counts: Dict[tuple, int] = {}
     for exp in experiments:
-        identity = experiment_identity(exp, quick)
-        for key in {_comparable(r) for r in runs if _identity(r.config) == identity}:
+        for key in {_comparable(r) for r in _matching(exp, runs, quick)}:
             counts[key] = counts.get(key, 0) + 1
     most = max(counts.values(), default=0)
     top = [key for key, count in counts.items() if count == most]

@@ -175,6 +175,11 @@ def _file_stamp(path: Path) -> list:
     return [int(stat.st_size), int(stat.st_mtime_ns)]
 
 
+def _decodes_drafts(dataset) -> bool:
+    """Whether the cache decodes ``dataset``'s images in draft mode (a `LandmarkDataset`: ``reduced_image``)."""
+    return callable(getattr(dataset, "reduced_image", None))
+
+
 def _fingerprint(dataset, size, codec, quality, landmarks) -> dict:
     digest, files = hashlib.sha256(), hashlib.sha256()
     for points in landmarks:
@@ -185,7 +190,7 @@ def _fingerprint(dataset, size, codec, quality, landmarks) -> dict:
     if spacings is not None:
         digest.update(np.ascontiguousarray(spacings, dtype=np.float64).tobytes())
     ids = [str(i) for i in getattr(dataset, "ids", None) or [s.image_id for s in dataset]]
-    decode = DRAFT_DECODE if callable(getattr(dataset, "reduced_image", None)) else FULL_DECODE
+    decode = DRAFT_DECODE if _decodes_drafts(dataset) else FULL_DECODE
     return {"format": CACHE_FORMAT, "name": getattr(dataset, "name", "custom"),
             "split": getattr(dataset, "split", ""), "annotation": getattr(dataset, "annotation", None),
             "ids": ids, "size": [int(size[0]), int(size[1])], "codec": codec,
@@ -218,7 +223,7 @@ def _decode_one(dataset, index: int, size) -> tuple:
     A dataset with ``reduced_image`` (a `LandmarkDataset`) gives JPEGs decoded in draft mode at >= 2x `size`
     (see the module docstring); any other sequence of Samples is decoded fully (scale 1).
     """
-    if callable(getattr(dataset, "reduced_image", None)):
+    if _decodes_drafts(dataset):
         image, original, scale = dataset.reduced_image(index, (2 * size[0], 2 * size[1]))
         return dataset.ids[index], image, tuple(original), int(scale), dataset.landmarks(index)
     sample = dataset[index]
