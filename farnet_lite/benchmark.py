@@ -7,8 +7,8 @@ process on the CPU (so the allocator setting of one cannot leak into the next):
 * *today's path*: this engine as it was before issue 16 -- fp32, NCHW, the for-loop Adam step, glibc's
   default allocator, torch's default thread count, inference at batch 1;
 * *the fast path* (``precision="auto"``: TrainConfig's default and the ``fast`` preset's): bf16 autocast where the
-  CPU has it natively, channels_last, fused Adam, the allocator fix and all cores (:mod:`farnet_lite.cpu`), batched
-  inference (``farnet_lite.evaluate.EVAL_BATCH``);
+  CPU has it natively, channels_last, fused Adam, the allocator fix and all cores, small maps as one matrix product
+  (:mod:`farnet_lite.cpu`), batched inference (``farnet_lite.evaluate.EVAL_BATCH``);
 * *official-style*: the official code's data pipeline (:mod:`farnet_lite.official_style`): per-sample JPEG
   decode and resize, numpy float64 target maps, batch 1, fp32.
 
@@ -86,7 +86,7 @@ def bench_engine(config: TrainConfig, device, steps: int, warmup: int, fused: bo
     count = config.batch_size * (steps + warmup)
     cache = SimpleNamespace(images=rng.integers(0, 256, (count, *config.input_size), dtype=np.uint8),
                             landmarks=random_points(rng, count, config.num_landmarks, config.input_size))
-    model = prepare_model(build_model_from_config(config), device, config.channels_last)
+    model = prepare_model(build_model_from_config(config), device, config.channels_last, config.small_map_gemm)
     net = torch.compile(model) if config.compile else model
     optimizer = build_optimizer(config, model.parameters(), fused=fused)
     scheduler = build_scheduler(config, optimizer, steps + warmup)
@@ -135,6 +135,7 @@ class BenchPath:
     fused: bool = False             # fused optimizer step (False: torch's for-loop)
     channels_last: bool = False
     fast_cpu: bool = False          # farnet_lite.cpu.prepare_cpu: allocator fix + all cores
+    small_map_gemm: bool = False    # farnet_lite.cpu.use_small_map_gemm: small maps as one matrix product
     batch: int = 1
     eval_batch: int = 1
     official: bool = False          # the official-style pipeline (per-sample JPEG decode, numpy targets)
@@ -164,6 +165,7 @@ def _size_key(size) -> str:
 def _path_config(path: BenchPath, setup: BenchSetup, size, batch: int) -> TrainConfig:
     return TrainConfig(dataset=setup.dataset, input_size=tuple(size), system=setup.system, backbone=setup.backbone,
                        batch_size=batch, precision=path.precision, channels_last=path.channels_last,
+                       small_map_gemm=path.small_map_gemm,
                        compile=setup.compile and not path.official, lr=1e-4, lr_schedule="constant",
                        device=setup.device, progress=False, deterministic=False)
 
@@ -192,7 +194,7 @@ def measure_path(path: BenchPath, setup: BenchSetup) -> dict:
         row["eval_s_per_image"] = 1.0 / figures["infer_images_per_s"]
         row["predict_s_per_image"] = math.nan
     else:
-        model = prepare_model(build_model_from_config(config), device, path.channels_last)
+        model = prepare_model(build_model_from_config(config), device, path.channels_last, path.small_map_gemm)
         amp_dtype = resolve_precision(path.precision, device)
         rng = np.random.default_rng(2)
         count = max(setup.steps, EVAL_BATCH)                 # the same images for every path
@@ -217,7 +219,7 @@ def _measure_isolated(path: BenchPath, setup: BenchSetup) -> dict:
 def _paths(precision: str, batch: int, baseline: bool) -> list:
     today = BenchPath("today")
     fast = BenchPath("fast", precision=precision, fused=True, channels_last=True, fast_cpu=True,
-                     eval_batch=EVAL_BATCH)
+                     small_map_gemm=True, eval_batch=EVAL_BATCH)
     paths = [today, fast] + ([BenchPath("official-style", official=True)] if baseline else [])
     return paths + ([dataclasses.replace(fast, name=f"fast, batch {batch}", batch=batch)] if batch > 1 else [])
 
@@ -227,6 +229,7 @@ def _describe(path: BenchPath, row: dict, workers: int) -> str:
         return f"fp32, NCHW, per-sample JPEG + numpy maps, {workers} workers"
     return (f"{row['precision']}{', channels_last' if path.channels_last else ''}, "
             f"{'fused' if path.fused else 'for-loop'} Adam, {'mallopt' if path.fast_cpu else 'default malloc'}, "
+            f"{'small-map GEMM, ' if path.small_map_gemm else ''}"
             f"eval batch {path.eval_batch}")
 
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from farnet_lite.atomic import atomic_path
 from farnet_lite.config import TrainConfig
+from farnet_lite.engine import prepare_model
 from farnet_lite.systems import build_model
 
 FORMAT_VERSION = 2
@@ -154,7 +155,8 @@ def build_model_from_config(config: TrainConfig, pretrained: Optional[bool] = No
 
 
 def load_model(path, device="cpu", expect: Optional[TrainConfig] = None) -> Tuple[nn.Module, TrainConfig]:
-    """The trained model of a checkpoint, in ``eval()`` mode on ``device``, and its config.
+    """The trained model of a checkpoint, in ``eval()`` mode on ``device``, and its config. On the CPU its
+    convolutions compute as training did (``config.small_map_gemm``, :func:`farnet_lite.cpu.use_small_map_gemm`).
 
     ``expect``: refuse (one sentence naming the file) a checkpoint of another landmark count, system or backbone.
     Introduced in notebook 12_paper_figures.
@@ -172,4 +174,5 @@ def load_model(path, device="cpu", expect: Optional[TrainConfig] = None) -> Tupl
         raise ValueError(f"Checkpoint {path} does not match the model its config describes "
                          f"({config.system}/{config.backbone}); it was "
                          f"written by another version of farnet-lite: re-train.") from err
-    return model.to(device).eval(), config
+    # the arithmetic train() used: on the CPU, small maps as one matrix product (TrainConfig.small_map_gemm)
+    return prepare_model(model, torch.device(device), False, config.small_map_gemm).eval(), config

@@ -1,6 +1,7 @@
-"""The fast CPU path: the process-level settings that make CPU training and prediction several times faster.
+"""The fast CPU path: the settings that make CPU training and prediction several times faster.
 
-Three things, none of which changes a number the kit computes (bf16, which does, is ``TrainConfig.precision``):
+Three process-level things, none of which changes a number the kit computes (bf16, which does, is
+``TrainConfig.precision``), and one per-model thing that changes only the rounding:
 
 * **The allocator.** A training step of FARNet frees and re-allocates hundreds of MB of activations. glibc's
   ``malloc`` hands blocks above its mmap threshold straight back to the kernel, so every step maps ~1 GB afresh
@@ -14,6 +15,13 @@ Three things, none of which changes a number the kit computes (bf16, which does,
 * **Native bf16?** :func:`native_bf16` tells :func:`farnet_lite.engine.resolve_precision` whether
   ``precision="auto"`` may use bf16 autocast on this CPU (AVX-512 BF16 or AMX on x86, the ``bf16`` feature on
   Arm); without it bf16 is emulated and slower than fp32.
+* **Small maps as one matrix product** (``TrainConfig.small_map_gemm``, :func:`use_small_map_gemm`). MSFA's
+  deepest convolutions hold most of FARNet's weights (the 3x3 at L5 and the stride-2 3x3 into L5: 40 M of
+  DenseNet-121 FARNet's 61 M) and, at a small input, see tiny maps (2x2 at 64x64). oneDNN re-lays those weights
+  out at every call of a training step, so the two layers took ~0.3 s of a 0.65 s step at 64x64, batch 2 (2 cores).
+  As ``unfold`` + one matrix product (im2col) the same convolution reads each weight once: the whole step takes
+  ~0.36 s. Used only where the layer's output channels are at least :data:`GEMM_RATIO` times its output positions
+  (batch x height x width); results differ from oneDNN's by float rounding (~1e-6 relative).
 """
 from __future__ import annotations
 
@@ -24,6 +32,8 @@ import platform
 from functools import lru_cache
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 # mallopt(3) parameter numbers from glibc's <malloc.h>
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
@@ -104,3 +114,55 @@ def prepare_cpu(device: torch.device) -> str:
     allocator = tune_allocator()
     threads = use_all_cores()
     return f"CPU: {threads} threads, allocator {allocator}, {'native' if native_bf16() else 'no native'} bf16"
+
+
+GEMM_RATIO = 8
+"""A convolution runs as one matrix product when its output channels are at least this many times its output
+positions (B x h x w): from about 8 up, the weights dominate the cost and im2col wins 1.5-3x on 2 cores (measured:
+2304->1024 3x3 on 2x2 maps at batch 2, 182 vs 59 ms forward + backward); below it oneDNN is as fast or faster."""
+
+
+class SmallMapConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` that computes small output maps on the CPU as ``unfold`` + one matrix product.
+
+    The same parameters, ``state_dict`` and result (up to float rounding) as ``nn.Conv2d``; only the arithmetic
+    path differs, and only when :meth:`uses_gemm` says so -- else it is ``nn.Conv2d.forward``. Made by
+    :func:`use_small_map_gemm`, never built directly. Introduced in notebook 06_training_on_gpu.
+    """
+
+    def output_size(self, x: torch.Tensor):
+        """``(h, w)`` of this convolution's output for input ``x`` ``(B, C, H, W)``."""
+        (kh, kw), (ph, pw), (sh, sw), (dh, dw) = self.kernel_size, self.padding, self.stride, self.dilation
+        return ((x.shape[-2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1,
+                (x.shape[-1] + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
+
+    def uses_gemm(self, x: torch.Tensor) -> bool:
+        """True when ``x`` is a CPU batch ``(B, C, H, W)`` whose output map is small enough (:data:`GEMM_RATIO`)
+        and the layer is a plain one (zero padding given as numbers, no groups)."""
+        if x.device.type != "cpu" or x.dim() != 4 or self.groups != 1 or self.padding_mode != "zeros" \
+                or isinstance(self.padding, str):
+            return False
+        h, w = self.output_size(x)
+        return self.out_channels >= GEMM_RATIO * x.shape[0] * h * w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.uses_gemm(x):
+            return super().forward(x)
+        h, w = self.output_size(x)
+        cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # (B, C*kh*kw, h*w)
+        y = torch.matmul(self.weight.flatten(1), cols)                                  # (B, out, h*w)
+        if self.bias is not None:
+            y = y + self.bias[:, None]
+        return y.view(x.shape[0], self.out_channels, h, w)                              # (B, out, h, w)
+
+
+def use_small_map_gemm(model: nn.Module) -> int:
+    """Turn every plain ``nn.Conv2d`` of ``model`` into a :class:`SmallMapConv2d` in place (their parameters and
+    ``state_dict`` keys stay as they are; subclasses of ``nn.Conv2d`` are left alone); returns how many.
+    Called for CPU runs by :func:`farnet_lite.engine.prepare_model` when ``TrainConfig.small_map_gemm``."""
+    count = 0
+    for module in model.modules():
+        if type(module) is nn.Conv2d:
+            module.__class__ = SmallMapConv2d
+            count += 1
+    return count

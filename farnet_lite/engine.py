@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from farnet_lite.config import TrainConfig
-from farnet_lite.cpu import native_bf16
+from farnet_lite.cpu import native_bf16, use_small_map_gemm
 from farnet_lite.preprocess import normalize_images
 
 
@@ -94,8 +94,13 @@ def network_input(images: torch.Tensor, channels_last: bool = False, official_sc
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
 
 
-def prepare_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+def prepare_model(model: nn.Module, device: torch.device, channels_last: bool,
+                  small_map_gemm: bool = False) -> nn.Module:
+    """``model`` on ``device``, in channels_last memory format if asked; on the CPU with ``small_map_gemm`` its
+    convolutions of small maps become one matrix product each (:func:`farnet_lite.cpu.use_small_map_gemm`)."""
     model = model.to(device)
+    if small_map_gemm and torch.device(device).type == "cpu":
+        use_small_map_gemm(model)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 

@@ -240,7 +240,7 @@ def _train(config, resume, device, info, amp_dtype, run_dir, stop: StopAfterEpoc
 
     # a resumed run takes its weights from the checkpoint: no ImageNet download for it
     base = prepare_model(build_model_from_config(config, pretrained=False if path else None), device,
-                         config.channels_last)
+                         config.channels_last, config.small_map_gemm)
     optimizer = build_optimizer(config, base.parameters())
     source = BatchSource(train_cache, device, config.data_on_device, config.num_workers)
     shard_len = len(distributed.shard(torch.arange(source.size), info))

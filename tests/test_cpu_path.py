@@ -144,3 +144,73 @@ def test_allocator_fix_leaves_training_bit_identical(capsys):
     here = capsys.readouterr().out.split("\n")
     assert without[0] == "off" and here[0] in ("mallopt", "unavailable") and cpu.tune_allocator() == here[0]
     assert without[1] == here[1]
+
+
+@pytest.mark.parametrize("kernel,stride,padding,dilation,bias", [(3, 1, 1, 1, True), (3, 2, 1, 1, False),
+                                                                 (1, 1, 0, 1, True), (3, 1, 2, 2, True),
+                                                                 ((3, 1), (2, 1), (1, 0), 1, True)])
+def test_small_map_gemm_gives_the_convolutions_values_and_gradients(kernel, stride, padding, dilation, bias):
+    """unfold + one matrix product = nn.Conv2d: output, input gradient and weight/bias gradients, on a map small
+    enough for the GEMM path (checked), non-square and with asymmetric settings so that a swapped h/w fails."""
+    torch.manual_seed(0)
+    ref = nn.Conv2d(6, 512, kernel, stride, padding, dilation, bias=bias)
+    gemm = nn.Conv2d(6, 512, kernel, stride, padding, dilation, bias=bias)
+    gemm.load_state_dict(ref.state_dict())
+    assert cpu.use_small_map_gemm(nn.Sequential(gemm)) == 1 and isinstance(gemm, cpu.SmallMapConv2d)
+    x = torch.randn(2, 6, 5, 3, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    assert gemm.uses_gemm(x)
+    out, out_ref = gemm(x), ref(x_ref)
+    assert out.shape == out_ref.shape and torch.allclose(out, out_ref, atol=1e-5)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out_ref.backward(grad)
+    assert torch.allclose(x.grad, x_ref.grad, atol=1e-5)
+    assert torch.allclose(gemm.weight.grad, ref.weight.grad, atol=1e-4)
+    if bias:
+        assert torch.allclose(gemm.bias.grad, ref.bias.grad, atol=1e-4)
+
+
+def test_small_map_gemm_only_where_the_weights_outweigh_the_map():
+    """The GEMM path is taken for out_channels >= GEMM_RATIO x output positions and nowhere else; the state_dict
+    keeps its keys; subclasses of Conv2d and other layers are left alone; a CPU run's prepare_model applies it."""
+    net = nn.Sequential(nn.Conv2d(4, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ConvTranspose2d(64, 4, 2))
+    keys = list(net.state_dict())
+    assert cpu.use_small_map_gemm(net) == 1 and list(net.state_dict()) == keys
+    assert type(net[2]) is nn.ConvTranspose2d and type(net[1]) is nn.BatchNorm2d
+    conv = net[0]
+    assert conv.uses_gemm(torch.zeros(1, 4, 2, 4))          # 64 >= 8 x 1 x 2 x 4
+    assert not conv.uses_gemm(torch.zeros(1, 4, 3, 3))      # 64 < 8 x 9: oneDNN
+    assert not conv.uses_gemm(torch.zeros(2, 4, 2, 4))      # batch counts: 64 < 8 x 16
+    grouped = nn.Sequential(nn.Conv2d(4, 64, 3, padding="same", groups=2))
+    cpu.use_small_map_gemm(grouped)
+    assert not grouped[0].uses_gemm(torch.zeros(1, 4, 1, 1))
+    for flag, expected in ((True, cpu.SmallMapConv2d), (False, nn.Conv2d)):
+        model = engine.prepare_model(nn.Sequential(nn.Conv2d(3, 8, 3)), torch.device("cpu"), False, flag)
+        assert type(model[0]) is expected
+    assert TrainConfig().small_map_gemm
+
+
+def test_small_map_gemm_leaves_farnets_step_unchanged():
+    """A FARNet training step at 64x64 (its deepest layers on 2x2 maps take the GEMM path) gives the loss and
+    every parameter's gradient of the plain network, to float rounding (relative difference < 1e-4)."""
+    from farnet_lite.losses import coarse_to_fine_loss
+    from farnet_lite.systems import build_model
+    torch.manual_seed(0)
+    nets = [build_model("msfa_fr", 5), build_model("msfa_fr", 5)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    assert cpu.use_small_map_gemm(nets[1]) > 100
+    x = torch.randn(2, 3, 64, 64)
+    points = torch.rand(2, 5, 2) * 64
+    assert max((m for m in nets[1].modules() if isinstance(m, cpu.SmallMapConv2d)), key=lambda m: m.weight.numel()
+               ).uses_gemm(torch.zeros(2, 2304, 2, 2))              # MSFA's largest 3x3, at L5 of a 64x64 input
+    losses, grads = [], []
+    for net in nets:
+        loss = coarse_to_fine_loss(net(x), points, (64, 64), sigma=2.0)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append({name: p.grad for name, p in net.named_parameters()})
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    # a conv bias before BatchNorm has a zero gradient up to rounding (norm ~1e-8): hence the 1e-6 floor
+    off = [n for n in grads[0] if (grads[0][n] - grads[1][n]).norm() > 1e-4 * grads[0][n].norm() + 1e-6]
+    assert not off
