@@ -125,7 +125,7 @@ class TrainConfig:
                              ("auto", "fp32", "bf16", "fp16"))
     channels_last: bool = _option(False, "channels_last memory format (faster convolutions on recent GPUs)")
     small_map_gemm: bool = _option(True, "CPU: convolutions on maps much smaller than their weights (MSFA's deepest "
-                                         "layers at small inputs) as unfold + one matrix product, ~1.8x faster "
+                                         "layers at small inputs) as unfold + one matrix product, ~1.4x faster "
                                          "64x64 steps; same weights, float-rounding differences (farnet_lite.cpu)")
     compile: bool = _option(False, "torch.compile the model")
     data_on_device: str = _option("auto", "keep the uint8 training images in GPU memory: auto (if they fit), "
@@ -206,14 +206,14 @@ class TrainConfig:
           bf16 is no faster on the CPU, and fp32 gives every machine the same numbers).
         * ``quick``: the course's quick mode (``farnet_lite.quickrun``, notebooks 06-12): FARNet on DenseNet-121
           from random initialisation, 96x64 input (H x W, taller than wide as a cephalogram: one input pixel spans
-          2.5 mm vertically and 3.0 mm horizontally of a 2400x1935 image), sigma 2 px, batch 2, Adam 4e-3 with 0.3 warm-up epochs and cosine decay, 1 epoch (75
-          steps on ISBI's 150 images), fp32, sub-pixel decoding, no checkpoint selection (the last epoch is scored,
-          so Test1 stays held out). Chosen on ISBI Test1 among a few CPU trials, so Test1 is not an unbiased
-          estimate of these settings: Test1 MRE 3.11 / 3.38 / 3.13 mm with seeds 0 / 1 / 2 against the mean
-          shape's 9.63 mm. The 64x64 preset before it scored 3.64 mm (Adam 2e-3) and 3.44 mm (4e-3); 2 epochs at
-          64x64 reached 2.88 mm in twice the time. One epoch takes 35-45 s on 2 cores with the small-map GEMM of
-          farnet_lite.cpu (steps matter more than images per step here: 75 steps of 2 images reached the Test1
-          MRE of 76 steps of 4).
+          2.5 mm vertically and 3.0 mm horizontally of a 2400x1935 image), sigma 2 px, batch 2, Adam 4e-3 with 0.3
+          warm-up epochs and cosine decay, 1 epoch (75 steps on ISBI's 150 images), fp32, sub-pixel decoding, no
+          checkpoint selection (the last epoch is scored, so Test1 stays held out). Chosen on ISBI Test1 among a
+          few CPU trials, so Test1 flatters these settings a little: Test1 MRE 3.11 / 3.38 / 3.13 mm with seeds
+          0 / 1 / 2 against the mean shape's 9.63 mm. The 64x64 preset before it scored 3.64 mm (Adam 2e-3) and
+          3.44 mm (4e-3); 2 epochs at 64x64 reached 2.88 mm in twice the time. One epoch takes 35-45 s on 2 cores
+          with the small-map GEMM of farnet_lite.cpu (steps matter more than images per step here: 75 steps of 2
+          images reached the Test1 MRE of 76 steps of 4).
 
         The dataset's splits, input size and augmentation come from its spec (unless overridden).
         Introduced in notebook 06_training_on_gpu.

@@ -18,10 +18,11 @@ Three process-level things, none of which changes a number the kit computes (bf1
 * **Small maps as one matrix product** (``TrainConfig.small_map_gemm``, :func:`use_small_map_gemm`). MSFA's
   deepest convolutions hold most of FARNet's weights (the 3x3 at L5 and the stride-2 3x3 into L5: 40 M of
   DenseNet-121 FARNet's 61 M) and, at a small input, see tiny maps (2x2 at 64x64). oneDNN re-lays those weights
-  out at every call of a training step, so the two layers took ~0.3 s of a 0.65 s step at 64x64, batch 2 (2 cores).
-  As ``unfold`` + one matrix product (im2col) the same convolution reads each weight once: the whole step takes
-  ~0.36 s. Used only where the layer's output channels are at least :data:`GEMM_RATIO` times its output positions
-  (batch x height x width); results differ from oneDNN's by float rounding (~1e-6 relative).
+  out at every call of a training step: the two layers took ~0.3 s of a ~0.65 s step at 64x64, batch 2 (2 cores,
+  profiled). As ``unfold`` + one matrix product (im2col) the same convolution reads each weight once; steps at
+  64x64 and 96x64 are ~1.4x faster, at 160x128 ~1.1x (``benchmarks/small_map_gemm.py``). Used only where the
+  layer's output channels are at least :data:`GEMM_RATIO` times its output positions (batch x height x width);
+  results differ from oneDNN's by float rounding (~1e-6 relative).
 """
 from __future__ import annotations
 

@@ -214,3 +214,24 @@ def test_small_map_gemm_leaves_farnets_step_unchanged():
     # a conv bias before BatchNorm has a zero gradient up to rounding (norm ~1e-8): hence the 1e-6 floor
     off = [n for n in grads[0] if (grads[0][n] - grads[1][n]).norm() > 1e-4 * grads[0][n].norm() + 1e-6]
     assert not off
+
+
+def test_small_map_gemm_benchmark_script_reports_both_variants(tmp_path):
+    """benchmarks/small_map_gemm.py runs and counts the convolutions that took the GEMM path (at 64x64, batch 1:
+    MSFA's deep layers, but not FR's full-resolution ones)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "small_map_gemm.py"
+    spec = importlib.util.spec_from_file_location("small_map_gemm_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        figures = bench.main(["--sizes", "64x64", "--batch", "1", "--steps", "1", "--warmup", "0",
+                              "--output", str(tmp_path / "f.json")])
+    finally:
+        torch.set_num_threads(threads)
+    row = figures["sizes"]["64x64"]
+    assert row["onednn_s"] > 0 and row["gemm_s"] > 0 and row["speedup"] == row["onednn_s"] / row["gemm_s"]
+    assert 0 < row["gemm_convs"] < row["convs"] and json.loads((tmp_path / "f.json").read_text()) == figures
