@@ -153,7 +153,7 @@ class SmallMapConv2d(nn.Conv2d):
         cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # (B, C*kh*kw, h*w)
         y = torch.matmul(self.weight.flatten(1), cols)                                  # (B, out, h*w)
         if self.bias is not None:
-            y = y + self.bias[:, None]
+            y = y + self.bias.to(y.dtype)[:, None]                                       # bf16 under autocast
         return y.view(x.shape[0], self.out_channels, h, w)                              # (B, out, h, w)
 
 

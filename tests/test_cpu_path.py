@@ -169,6 +169,8 @@ def test_small_map_gemm_gives_the_convolutions_values_and_gradients(kernel, stri
     assert torch.allclose(gemm.weight.grad, ref.weight.grad, atol=1e-4)
     if bias:
         assert torch.allclose(gemm.bias.grad, ref.bias.grad, atol=1e-4)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):              # autocast: conv's dtype too
+        assert gemm(x).dtype == ref(x).dtype == torch.bfloat16
 
 
 def test_small_map_gemm_only_where_the_weights_outweigh_the_map():
