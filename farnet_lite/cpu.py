@@ -31,6 +31,7 @@ import ctypes.util
 import os
 import platform
 from functools import lru_cache
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -137,19 +138,24 @@ class SmallMapConv2d(nn.Conv2d):
         return ((x.shape[-2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1,
                 (x.shape[-1] + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
 
+    def _gemm_output_size(self, x: torch.Tensor) -> Optional[Tuple[int, int]]:
+        """``(h, w)`` of the output when ``x`` takes the GEMM path (:meth:`uses_gemm`), else None."""
+        if x.device.type != "cpu" or x.dim() != 4 or self.groups != 1 or self.padding_mode != "zeros" \
+                or isinstance(self.padding, str):
+            return None
+        h, w = self.output_size(x)
+        return (h, w) if self.out_channels >= GEMM_RATIO * x.shape[0] * h * w else None
+
     def uses_gemm(self, x: torch.Tensor) -> bool:
         """True when ``x`` is a CPU batch ``(B, C, H, W)`` whose output map is small enough (:data:`GEMM_RATIO`)
         and the layer is a plain one (zero padding given as numbers, no groups)."""
-        if x.device.type != "cpu" or x.dim() != 4 or self.groups != 1 or self.padding_mode != "zeros" \
-                or isinstance(self.padding, str):
-            return False
-        h, w = self.output_size(x)
-        return self.out_channels >= GEMM_RATIO * x.shape[0] * h * w
+        return self._gemm_output_size(x) is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.uses_gemm(x):
+        size = self._gemm_output_size(x)                   # decided and sized once per call
+        if size is None:
             return super().forward(x)
-        h, w = self.output_size(x)
+        h, w = size
         cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # (B, C*kh*kw, h*w)
         y = torch.matmul(self.weight.flatten(1), cols)                                  # (B, out, h*w)
         if self.bias is not None:
