@@ -211,7 +211,7 @@ class TrainConfig:
           checkpoint selection (the last epoch is scored, so Test1 stays held out). Chosen on ISBI Test1 among a
           few CPU trials, so Test1 flatters these settings a little: Test1 MRE 3.11 / 3.38 / 3.13 mm with seeds
           0 / 1 / 2 against the mean shape's 9.63 mm. The 64x64 preset before it scored 3.64 mm (Adam 2e-3) and
-          3.44 mm (4e-3); 2 epochs at 64x64 reached 2.88 mm in twice the time. One epoch takes 35-45 s on 2 cores
+          3.44 mm (4e-3); 2 epochs at 64x64 reached 2.88 mm in twice the time. One epoch took 38-46 s on 2 cores
           with the small-map GEMM of farnet_lite.cpu (steps matter more than images per step here: 75 steps of 2
           images reached the Test1 MRE of 76 steps of 4).
 
