@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -65,6 +66,7 @@ def training_curves(epochs: int, data_root: str, runs_root: Path) -> dict:
     for precision in ("fp32", "bf16"):
         config = quick_config(data_root, runs_root, output_dir=str(runs_root / f"quick-{precision}"),
                               precision=precision, epochs=epochs, val_split="test1", progress=False)
+        shutil.rmtree(config.output_dir, ignore_errors=True)   # this check's own run folder: trained afresh
         start = time.perf_counter()
         result = train(config)
         curves[precision] = {"dataset": config.dataset, "seconds": time.perf_counter() - start,

@@ -4,17 +4,19 @@ the one-sentence message for an operating-system error.
 Used by every writer of run outputs (checkpoints, CSV/JSON, overlays, prepared caches) so that a process killed at
 any moment leaves either the previous file or the complete new one, never half a file. A killed writer can leave
 its temporary file (``.<stem>.<pid>.tmp<suffix>``, named after the writing process); `sweep_stale_temps` removes
-those of dead processes on the next start. `run_lock` keeps two runs from sharing one output folder.
+those of dead processes on the next start. `run_lock` keeps two runs from sharing one output folder, and
+`staged_outputs` (``farnet predict``) replaces a previous result in a folder whole, never mixing two runs' files.
 """
 from __future__ import annotations
 
 import errno
 import os
 import re
+import shutil
 import socket
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional, Sequence, Union
 
 PathLike = Union[str, Path]
 LOCK_NAME = "run.lock"
@@ -125,6 +127,55 @@ def run_lock(folder: PathLike) -> Iterator[Path]:
         yield lock
     finally:
         release_run_lock(folder)
+
+
+def _swap_in(folder: Path, stage: Path, names: Sequence[str]) -> None:
+    """Replace each of ``names`` in ``folder`` by its staged version (or remove it when none was staged)."""
+    for name in names:
+        new, old = stage / name, folder / name
+        trash = folder / f".{name}.{os.getpid()}.tmp-old"
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(trash, ignore_errors=True)
+            os.replace(old, trash)          # a folder cannot be replaced by a rename: move the old one aside
+        if new.exists():
+            os.replace(new, old)
+        elif old.is_file() or old.is_symlink():
+            old.unlink()
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+@contextmanager
+def staged_outputs(folder: PathLike, names: Sequence[str]) -> Iterator[Path]:
+    """Lock ``folder`` (`acquire_run_lock`) and yield an empty hidden folder inside it to write the outputs
+    ``names`` (files or folders, e.g. ``predictions.csv`` and ``overlays``) into; when the block finishes, each
+    of ``names`` in ``folder`` is replaced whole by the staged one, or removed when the block wrote none.
+
+    So a folder never holds one run's overlays beside another's CSV, and two runs into one folder cannot mix
+    (the second raises RunFolderLocked). Nothing else in ``folder`` is touched. When the block raises, ``folder``
+    is left as it was (folders this call created are removed again). Staging folders of killed runs are swept.
+    """
+    folder = Path(folder)
+    created = [p for p in (folder.absolute(), *folder.absolute().parents) if not p.exists()]
+    acquire_run_lock(folder)
+    stage = folder / f".staged.{os.getpid()}.tmp"
+    try:
+        for path in folder.iterdir():        # staging folders of dead writers
+            match = TEMP_PATTERN.match(path.name)
+            if match and path.is_dir() and int(match.group(1)) != os.getpid() and not pid_alive(int(match.group(1))):
+                shutil.rmtree(path, ignore_errors=True)
+        sweep_stale_temps(folder)
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+        yield stage
+        _swap_in(folder, stage, names)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        release_run_lock(folder)
+        for path in created:                 # deepest first; only while empty (a failed block wrote nothing)
+            try:
+                path.rmdir()
+            except OSError:
+                break
 
 
 FIXES = {

@@ -41,10 +41,13 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def capture_rng(generators: Dict[str, torch.Generator]) -> dict:
+def capture_rng(generators: Dict[str, torch.Generator], per_rank: Optional[Dict[str, list]] = None) -> dict:
     """Every random state a resumed run needs: python, numpy, torch (CPU and CUDA) and the named generators.
 
-    Returned as tensors and plain numbers so that ``torch.load(weights_only=True)`` accepts them.
+    ``per_rank``: ``{name: [state of rank 0, state of rank 1, ...]}`` for generators that differ from rank to rank
+    under DDP (the augmentation's, gathered to rank 0 with :func:`farnet_lite.distributed.gather_objects`), so
+    that each rank resumes its own. Returned as tensors, lists and plain numbers so that
+    ``torch.load(weights_only=True)`` accepts them.
     """
     py_version, py_state, py_gauss = random.getstate()
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
@@ -56,20 +59,38 @@ def capture_rng(generators: Dict[str, torch.Generator]) -> dict:
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "generators": {name: gen.get_state() for name, gen in generators.items()},
     }
+    if per_rank:
+        state["per_rank"] = {name: [_on_cpu(s) for s in states] for name, states in per_rank.items()}
     return state
 
 
-def restore_rng(state: dict, generators: Dict[str, torch.Generator]) -> None:
-    """Inverse of :func:`capture_rng`."""
+def _on_cpu(value):
+    """A tensor on the CPU (RNG states must be CPU ByteTensors; a checkpoint mapped to a GPU holds CUDA ones)."""
+    return value.cpu() if isinstance(value, torch.Tensor) else value
+
+
+def restore_rng(state: dict, generators: Dict[str, torch.Generator], rank: int = 0) -> None:
+    """Inverse of :func:`capture_rng`, whatever device the state's tensors were loaded onto (each is moved to the
+    CPU first; ``torch.Generator(device="cuda")`` takes a CPU ByteTensor too).
+
+    A generator with per-rank states takes rank ``rank``'s; a rank beyond those saved (resumed on more processes)
+    keeps the state it was seeded with. Checkpoints without per-rank states (written before issue 23) restore the
+    one saved state on every rank, as they always did.
+    """
     py_version, py_state, py_gauss = state["python"]
-    random.setstate((py_version, tuple(int(v) for v in py_state.tolist()), py_gauss))
+    random.setstate((py_version, tuple(int(v) for v in _on_cpu(py_state).tolist()), py_gauss))
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
-    np.random.set_state((np_name, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
-    torch.set_rng_state(state["torch"])
+    np.random.set_state((np_name, _on_cpu(np_keys).numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
+    torch.set_rng_state(_on_cpu(state["torch"]))
     if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([_on_cpu(s) for s in state["cuda"]])
+    per_rank = state.get("per_rank") or {}
     for name, gen in generators.items():
-        gen.set_state(state["generators"][name])
+        if name in per_rank:
+            if rank < len(per_rank[name]):
+                gen.set_state(_on_cpu(per_rank[name][rank]))
+        else:
+            gen.set_state(_on_cpu(state["generators"][name]))
 
 
 def atomic_save(obj, path) -> Path:

@@ -33,13 +33,14 @@ from farnet_lite.checkpoint import load_checkpoint
 from farnet_lite.config import PRESETS, TrainConfig, config_fields
 from farnet_lite.data.errors import DatasetError
 from farnet_lite.data.imageio import IMAGE_FORMATS
-from farnet_lite.evaluate import evaluate, predict
+from farnet_lite.evaluate import check_batch_size, evaluate, predict
 from farnet_lite.experiments import TABLES
 from farnet_lite.options import DefaultsFormatter, add_alias, add_field_option, show_value
 from farnet_lite.reproduce import reproduce
 from farnet_lite.train import train
 
 COMMANDS = ("train", "evaluate", "predict", "benchmark", "reproduce")
+SHOWN_SKIPPED = 20   # farnet predict: files of the input folders left out (not images), listed one per line
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -62,13 +63,19 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The run's config: base (checkpoint, --config file or preset) + the options given on the command line."""
+    """The run's config: base (checkpoint, --config file or preset) + the options given on the command line.
+
+    ``--resume PATH`` continues the run in the folder that holds PATH (a run copied or moved elsewhere writes
+    there, never into the folder its saved config names); with ``--output-dir`` given too, the run continues
+    from PATH into that folder instead (PATH's folder is left as it is; see :func:`farnet_lite.train.train`).
+    """
     fields = config_fields()
     given = {name: getattr(args, name) for name in fields if hasattr(args, name)}
     if isinstance(args.resume, str):
         base = load_checkpoint(args.resume)["config"].to_dict()
+        base["output_dir"] = os.path.dirname(args.resume) or "."
     elif args.config:
-        base = TrainConfig.load(args.config).to_dict()
+        base = TrainConfig.load(args.config, strict=True).to_dict()
     else:
         base = TrainConfig.preset(given.get("dataset", fields["dataset"].default), args.preset).to_dict()
     if "dataset" in given and given["dataset"] != base["dataset"]:
@@ -86,7 +93,8 @@ def _add_train(sub) -> None:
                             "demo: small CPU run")
     train.add_argument("--config", metavar="JSON", default=None, help="start from a saved config.json")
     train.add_argument("--resume", nargs="?", const=True, default=False, metavar="LAST_PT",
-                       help="continue from LAST_PT, or from --output-dir/last.pt when no path is given")
+                       help="continue from LAST_PT, in its folder (or in --output-dir when given), or from "
+                            "--output-dir/last.pt when no path is given")
     train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     _add_config_options(train)
 
@@ -118,7 +126,7 @@ def _add_predict(sub) -> None:
                                          f"{IMAGE_FORMATS}.")
     predict.add_argument("checkpoint", help="a best.pt / last.pt written by farnet train")
     predict.add_argument("inputs", nargs="+", help="image files and/or folders of images (PNG, JPEG, BMP, TIFF, "
-                                                   "DICOM)")
+                                                   "DICOM; subfolders included, other files listed as skipped)")
     add_field_option(predict, "output_dir", default="predictions", shown="predictions",
                      help="where to write the CSV and overlays")
     predict.add_argument("--overlay", action=argparse.BooleanOptionalAction, default=True,
@@ -187,6 +195,7 @@ def _run(args) -> int:
                                                  for k, v in summary.items()}))
         return 0
     if args.command == "evaluate":
+        check_batch_size(args.batch_size, "--batch-size")
         results = evaluate(args.checkpoint, args.eval_splits, data_root=args.data_root, output_dir=args.output_dir,
                            device=args.device, batch_size=args.batch_size, cache_dir=args.cache_dir,
                            precision=args.precision, decode=args.decode)
@@ -195,9 +204,16 @@ def _run(args) -> int:
             print(f"{split}: {len(result.ids)} images; " + (text if result.summary else "unlabelled"))
         return 0
     if args.command == "predict":
+        check_batch_size(args.batch_size, "--batch-size")
         frame = predict(args.checkpoint, args.inputs, output_dir=args.output_dir, overlay=args.overlay,
                         device=args.device, batch_size=args.batch_size, on_error=args.on_error)
         print(f"{frame['image_id'].nunique()} images -> {os.path.join(args.output_dir, 'predictions.csv')}")
+        left_out = list(frame.attrs.get("skipped", {}).items())
+        for path, reason in left_out[:SHOWN_SKIPPED]:
+            print(f"farnet predict: skipped {path}: {reason}", file=sys.stderr)
+        if len(left_out) > SHOWN_SKIPPED:
+            print(f"farnet predict: skipped {len(left_out) - SHOWN_SKIPPED} more entries of the input folders "
+                  f"({len(left_out)} in all)", file=sys.stderr)
         failed = frame.attrs.get("failed", {})
         for image_id, reason in failed.items():
             print(f"farnet predict: skipped {image_id}: {reason}", file=sys.stderr)

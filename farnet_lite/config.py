@@ -34,8 +34,14 @@ spine selects on fold ``fold`` of a 5-fold split of its 431 train/val images and
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import json
 import math
+import numbers
+import os
+import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
@@ -53,6 +59,46 @@ PAPER_EPOCHS = 300
 VGG_EPOCHS = 900
 """... except the VGG backbones, which need 900 to converge (§4.3)."""
 
+
+
+def _flag(name: str) -> str:
+    """How a message names a field: ``val_every (--val-every)``, for the notebooks and the command line alike."""
+    return f"{name} (--{name.replace('_', '-')})"
+
+
+@functools.lru_cache(maxsize=None)
+def _type_hints() -> Dict[str, object]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _type_problem(hint, value) -> Optional[str]:
+    """None when ``value`` fits the annotation ``hint``, else what the field needs (for the message)."""
+    args = typing.get_args(hint)
+    if type(None) in args:                                 # Optional[X]
+        if value is None:
+            return None
+        rest = tuple(a for a in args if a is not type(None))
+        hint = rest[0] if len(rest) == 1 else typing.Union[rest]
+        args = typing.get_args(hint)
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is int:
+        return None if isinstance(value, numbers.Integral) and not isinstance(value, bool) else "an integer"
+    if hint is float:
+        return None if isinstance(value, numbers.Real) and not isinstance(value, bool) else "a number"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    if set(args) == {bool, str}:
+        return None if isinstance(value, (bool, str)) else "true, false or the path of a state dict"
+    if typing.get_origin(hint) is tuple:
+        items = typing.get_args(hint)
+        if items[-1] is Ellipsis:                          # Tuple[str, ...]: split names
+            ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+            return None if ok else "a list of split names"
+        ok = isinstance(value, (list, tuple)) and len(value) == len(items) and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
+        return None if ok else f"{len(items)} integers (H, W)"
+    return None
 
 
 def _option(default, help: str, choices: Optional[Tuple] = None):
@@ -149,6 +195,10 @@ class TrainConfig:
     progress: bool = _option(True, "tqdm progress bars")
 
     def __post_init__(self):
+        for name in ("data_root", "cache_dir", "output_dir", "pretrained"):   # a Path given for a path: its text
+            if isinstance(getattr(self, name), os.PathLike):
+                setattr(self, name, os.fspath(getattr(self, name)))
+        self._check_types()
         self._check_choices()
         spec = self.spec
         # The dataset's own values for the fields left unset (None).
@@ -175,11 +225,35 @@ class TrainConfig:
         if not 1 <= self.fold <= spec.folds:
             raise ValueError(f"fold must be between 1 and {spec.folds} for {spec.name}, got {self.fold}.")
         if len(self.input_size) != 2 or any(v <= 0 or v % 32 for v in self.input_size):
-            raise ValueError(f"input_size must be (H, W) with multiples of 32, got {self.input_size}.")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be at least 1.")
+            raise ValueError(f"{_flag('input_size')} must be (H, W) with positive multiples of 32, got "
+                             f"{self.input_size}.")
+        for name, least in (("epochs", 1), ("batch_size", 1), ("val_every", 1), ("num_workers", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{_flag(name)} must be at least {least}, got {getattr(self, name)}.")
         if not self.checkpoint_minutes >= 0:
-            raise ValueError(f"checkpoint_minutes must be 0 (every epoch) or more, got {self.checkpoint_minutes}.")
+            raise ValueError(f"checkpoint_minutes must be 0 (every epoch) or more (--checkpoint-minutes), got "
+                             f"{self.checkpoint_minutes}.")
+        for name, what in (("sigma", "the Gaussian's width in pixels, Eq. 1"), ("lr", "the learning rate"),
+                           ("alpha", "the EWC base of Eq. 3; 1 is the plain L2 loss")):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{_flag(name)} must be a number above 0 ({what}), got {getattr(self, name)}.")
+        for name in ("weight_decay", "warmup_epochs"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{_flag(name)} must be 0 or more, got {getattr(self, name)}.")
+        if not 0 <= self.seed < 2 ** 32:
+            raise ValueError(f"{_flag('seed')} must be between 0 and 2**32 - 1 (numpy's range), got {self.seed}.")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"{_flag('device')} must be auto, cpu, cuda or cuda:N (N: the GPU's index), got "
+                             f"{self.device!r}.")
+
+    def _check_types(self) -> None:
+        """Every field holds a value of its annotated type (a --config JSON can hold ``"epochs": "3"``); ints
+        pass for floats, nothing passes for a bool but a bool."""
+        for name, hint in _type_hints().items():
+            value = getattr(self, name)
+            kind = _type_problem(hint, value)
+            if kind is not None:
+                raise ValueError(f"{_flag(name)} must be {kind}, got {value!r} ({type(value).__name__}).")
 
     @property
     def spec(self) -> DatasetSpec:
@@ -274,8 +348,34 @@ class TrainConfig:
         return path
 
     @classmethod
-    def load(cls, path) -> "TrainConfig":
-        return cls.from_json(Path(path).read_text())
+    def load(cls, path, strict: bool = False) -> "TrainConfig":
+        """Read a ``config.json``; a mistake in it (not JSON, a wrong value) is one sentence naming the file.
+
+        ``strict`` (``farnet train --config``, a file a person edits): a key that is no field is refused, with
+        the closest field name; otherwise it is ignored (a config.json that a newer version wrote).
+        """
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"Config file {path} is not valid JSON ({err.msg} at line {err.lineno}, column "
+                             f"{err.colno}); fix it, or write a new one with farnet train --print-config.") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"Config file {path} must hold one JSON object of field names and values, not a "
+                             f"{type(values).__name__}; write one with farnet train --print-config.")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = [key for key in values if key not in known]
+        if strict and unknown:
+            named = ", ".join(repr(key) + "".join(f" (did you mean {m!r}?)" for m in
+                                                   difflib.get_close_matches(str(key), known, n=1))
+                              for key in unknown)
+            plural = len(unknown) > 1
+            raise ValueError(f"Config file {path} has no option{'s' if plural else ''} {named}; fix or remove "
+                             f"{'them' if plural else 'it'} (every option: farnet train --help).")
+        try:
+            return cls.from_dict(values)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"Config file {path}: {err}") from None
 
 
 def config_fields() -> Dict[str, dataclasses.Field]:

@@ -109,6 +109,8 @@ class DatasetSpec:
     quick_counts: Tuple[Tuple[str, int], ...] = ()   # ... on a tiny stand-in: synthetic_writer's image counts
     count_landmarks: Optional[Callable[[Path], int]] = None
     augmentation: Callable[[], AugmentConfig] = AugmentConfig.hand   # the ranges when ``augment`` is on
+    paper_grid_mm: Optional[float] = None        # mm per pixel of ``input_size``'s grid when all images share one
+    #                                              size and spacing (ISBI: 2400 px x 0.1 mm / 800 px = 0.3 mm)
 
     @property
     def metric_columns(self) -> Tuple[Tuple[str, str], ...]:
@@ -121,6 +123,18 @@ class DatasetSpec:
         sdr = tuple((f"sdr_{r:g}", f"SDR {r:g} mm (%)") for r in self.radii)
         return (("mre", "MRE (mm)"), ("sd", "SD (mm)")) + sdr
 
+    def target_width(self, sigma: float, input_size: Tuple[int, int]) -> str:
+        """How wide a run's targets are (Eq. 1): ``sigma`` px of each output's grid at ``input_size`` (H, W), said
+        in the paper's grid (``self.input_size``, where the paper's sigma is 10 px) and, where known, in mm of the
+        final output. At a smaller input the same sigma in pixels is a wider Gaussian in the image."""
+        scale = self.input_size[0] / input_size[0]                  # paper-grid pixels per training-grid pixel
+        text = f"σ {sigma:g} px of each output's grid"
+        if self.paper_grid_mm:
+            return text + (f" (≈ {sigma * scale * self.paper_grid_mm:.1f} mm; the paper's σ 10 at "
+                           f"{self.input_size[0]}×{self.input_size[1]} ≈ {10 * self.paper_grid_mm:.0f} mm)")
+        return text + (f" (= {sigma * scale:.3g} px of the paper's {self.input_size[0]}×{self.input_size[1]} grid, "
+                       f"where the paper's σ is 10)")
+
     def landmarks_in(self, data_root: Optional[str]) -> int:
         """K: ``num_landmarks``, or (a dataset defined by its files) the count read from ``data_root``."""
         if self.num_landmarks is not None:
@@ -131,7 +145,8 @@ class DatasetSpec:
 
     def stand_in(self, input_size: Tuple[int, int]) -> "DatasetSpec":
         """The synthetic stand-in: same reader, splits and metric, at a CPU-sized ``input_size``."""
-        return dataclasses.replace(self, name=self.synthetic_name, input_size=input_size, synthetic=True)
+        return dataclasses.replace(self, name=self.synthetic_name, input_size=input_size, synthetic=True,
+                                   paper_grid_mm=None)
 
 
 ISBI2015 = DatasetSpec(
@@ -139,7 +154,7 @@ ISBI2015 = DatasetSpec(
     splits=tuple(ISBI_SPLITS), train_split="train", val_split="test1", eval_splits=("test1", "test2"),
     input_size=(800, 640), augment=False, metric=ISBI_METRIC, radii=(2.0, 2.5, 3.0, 4.0),
     folder="isbi2015", synthetic_name="synthetic-isbi", synthetic_writer=write_synthetic_isbi, quick_size=(64, 64),
-    quick_counts=(("n_train", 8), ("n_test1", 6), ("n_test2", 4)))
+    quick_counts=(("n_train", 8), ("n_test1", 6), ("n_test2", 4)), paper_grid_mm=0.3)
 """ISBI 2015 cephalograms (§4.1.1): Test1 selects the checkpoint and is scored with Test2."""
 
 HAND = DatasetSpec(

@@ -20,6 +20,7 @@ tests (it proves the pipeline runs end to end, not that the model is good).
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -87,6 +88,7 @@ def run_demo(workdir, figure="figures/demo_overlay.png", quick: bool = False, ep
     print(f"Training {config.system} ({config.backbone}, random init) on {train_images} synthetic "
           f"{DEMO_SIZE[0]}x{DEMO_SIZE[1]} images at {config.input_size[0]}x{config.input_size[1]}, "
           f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr:g}, sigma {config.sigma:g}.")
+    shutil.rmtree(work / "run", ignore_errors=True)       # the demo's own run folder: a re-run trains afresh
     result = train(config)
 
     training = read_isbi2015(data, split="train")

@@ -24,22 +24,34 @@ import numpy as np
 import torch
 
 from farnet_lite import distributed
+from farnet_lite.atomic import staged_outputs
 from farnet_lite.checkpoint import load_model
 from farnet_lite.config import TrainConfig
 from farnet_lite.data.cache import resize_image
 from farnet_lite.data.errors import DatasetError
-from farnet_lite.data.imageio import list_images, read_image, relative_ids
+from farnet_lite.data.imageio import find_images, read_image
 from farnet_lite.cpu import prepare_cpu
 from farnet_lite.engine import network_input, resolve_device, resolve_precision
 from farnet_lite.heatmaps import HeatmapCodec, rescale_points
 from farnet_lite.metrics import per_landmark_table
 from farnet_lite.outputs import predictions_frame, write_frame, write_json
-from farnet_lite.plots import save_overlay
+from farnet_lite.plots import overlay_copy, save_overlay
 from farnet_lite.scoring import score_predictions
 from farnet_lite.splits import prepared_split
 
 
 EVAL_BATCH = 8   # images per inference batch at least (4x faster than batch 1 on a CPU, issue 16)
+
+
+def check_batch_size(batch_size, name: str = "batch_size") -> None:
+    """Refuse (ValueError, one sentence naming ``name``: the argument, or ``--batch-size`` from the CLI) a batch
+    size that is not a whole number >= 1; None (the run's own) passes."""
+    if batch_size is None:
+        return
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        example = f"{name} 4" if name.startswith("-") else f"{name}=4"
+        raise ValueError(f"{name} is {batch_size!r}; give the number of images per forward pass, a whole number "
+                         f"of at least 1 (e.g. {example}).")
 
 
 @dataclass
@@ -82,6 +94,7 @@ def predict_cache(model, cache, config: TrainConfig, device, amp_dtype=None, bat
     ``eval()``, so BatchNorm normalises each image (batch size 1) with its own statistics -- and, as there, the
     model's running statistics change.
     """
+    check_batch_size(batch_size)
     model.train(not config.eval_batchnorm)
     # batched inference (eval-mode BatchNorm: a batch gives the same predictions as single images, faster)
     batch_size = (batch_size or max(config.batch_size, EVAL_BATCH)) if config.eval_batchnorm else 1
@@ -142,6 +155,7 @@ def evaluate(checkpoint, splits: Optional[Sequence[str]] = None, *, data_root=No
     ``output_dir`` defaults to the checkpoint's folder. Returns ``{split: EvalResult}``.
     Introduced in notebook 06_training_on_gpu.
     """
+    check_batch_size(batch_size)
     torch_device = resolve_device(device)
     prepare_cpu(torch_device)            # allocator + all cores (farnet_lite.cpu)
     model, config = load_model(checkpoint, torch_device)
@@ -162,49 +176,39 @@ def evaluate(checkpoint, splits: Optional[Sequence[str]] = None, *, data_root=No
 ON_ERROR = ("stop", "skip")
 
 
-def _prediction_inputs(inputs) -> List[tuple]:
-    """``(image_id, source or None, read)`` per image; ``read()`` -> ``(image (H, W) uint8, spacing or None)``."""
+PREDICTION_OUTPUTS = ("overlays", "predictions.csv")   # what predict writes into its folder (replaced whole)
+
+
+def _prediction_inputs(inputs, exclude: Sequence = ()) -> Tuple[List[tuple], Dict[str, str]]:
+    """``[(image_id, source or None, read)]`` per image, ``read()`` -> ``(image (H, W) uint8, spacing or None)``;
+    and ``{path: why}`` for the files found in folders that are not images (`find_images`)."""
     if isinstance(inputs, (str, Path, np.ndarray)):
         inputs = [inputs]
     items = list(inputs)
     if items and all(isinstance(i, np.ndarray) for i in items):
-        return [(f"image{i}", None, lambda a=a: (a, None)) for i, a in enumerate(items)]
-    paths = list_images(items)
-    return [(image_id, str(path), lambda p=path: read_image(p)) for image_id, path in zip(relative_ids(paths), paths)]
+        return [(f"image{i}", None, lambda a=a: (a, None)) for i, a in enumerate(items)], {}
+    found = find_images(items, exclude)
+    return [(image_id, str(path), lambda p=path: read_image(p))
+            for image_id, path in zip(found.ids, found.paths)], found.skipped
 
 
-def _predict_images(model, originals, config: TrainConfig, device, amp_dtype) -> Tuple[np.ndarray, np.ndarray]:
-    """``(points (B, K, 2)`` original pixels``, scores (B, K))`` of a list of ``(H, W)`` uint8 images."""
-    batch = torch.from_numpy(np.stack([resize_image(im, config.input_size) for im in originals]))
+def _predict_images(model, inputs: List[np.ndarray], sizes: np.ndarray, config: TrainConfig, device,
+                    amp_dtype) -> Tuple[np.ndarray, np.ndarray]:
+    """``(points (B, K, 2)`` original pixels``, scores (B, K))`` of images already resized to the input size,
+    whose original ``(H, W)`` are ``sizes`` ``(B, 2)``."""
+    batch = torch.from_numpy(np.stack(inputs))
     coords, score = predict_batch(model, batch.to(device), config.input_size, config, amp_dtype)
-    sizes = np.array([im.shape[:2] for im in originals], dtype=np.float64)               # (B, 2) as (H, W)
     coords = rescale_points(coords.cpu().double().numpy(), tuple(config.input_size), sizes)
     return coords, score.cpu().double().numpy()
 
 
-def predict(checkpoint, inputs: Union[str, Path, np.ndarray, Iterable], *, output_dir=None, overlay: bool = True,
-            device: str = "auto", batch_size: int = 4, on_error: str = "stop"):
-    """Landmarks on your own radiographs with a trained checkpoint.
-
-    ``inputs``: an image file, a folder of images (PNG, JPEG, BMP, TIFF, DICOM), a list of them, or (H, W) uint8
-    arrays. Each image's id is its path relative to the folder holding all inputs (``a/image.png`` and
-    ``b/image.png`` stay apart). With ``output_dir``, writes ``predictions.csv`` (``image_id,landmark,x,y,score,
-    source``, original pixels, plus ``x_mm, y_mm`` where the file states its spacing) and, with ``overlay``,
-    ``overlays/<image_id>.png``. ``on_error``: ``"stop"`` (default) raises DatasetError at the first unreadable
-    image before anything is written; ``"skip"`` predicts the others and lists the failures in
-    ``frame.attrs["failed"]`` (``{image_id: reason}``). Returns the predictions as a pandas DataFrame.
-    Introduced in notebook 06_training_on_gpu.
-    """
-    if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}.")
-    torch_device = resolve_device(device)
-    prepare_cpu(torch_device)            # allocator + all cores (farnet_lite.cpu)
-    model, config = load_model(checkpoint, torch_device)
-    amp_dtype = resolve_precision(config.precision, torch_device)
-    items = _prediction_inputs(inputs)
+def _predict_items(model, config: TrainConfig, device, amp_dtype, items, batch_size: int, on_error: str,
+                   overlays: Optional[Path]):
+    """Predict ``items`` batch by batch, each image decoded once; with ``overlays``, write its overlay there
+    from a reduced copy (`overlay_copy`). Returns the frame (``attrs["failed"]``: unreadable images)."""
     done, points, scores, spacings, failed = [], [], [], [], {}
     for start in range(0, len(items), batch_size):
-        originals = []
+        inputs, sizes, views, ids = [], [], [], []
         for image_id, source, read in items[start:start + batch_size]:
             try:
                 image, spacing = read()
@@ -214,20 +218,61 @@ def predict(checkpoint, inputs: Union[str, Path, np.ndarray, Iterable], *, outpu
                                        f"or pass --on-error skip to predict the other images.") from err
                 failed[image_id] = str(err)
                 continue
-            originals.append(image)
-            done.append((image_id, source, read))
+            inputs.append(resize_image(image, config.input_size))
+            sizes.append(image.shape[:2])
+            views.append(overlay_copy(image) if overlays is not None else None)
+            ids.append(image_id)
+            done.append((image_id, source))
             spacings.append((np.nan, np.nan) if spacing is None else spacing)
-        if originals:
-            coords, score = _predict_images(model, originals, config, torch_device, amp_dtype)
+            del image                        # only the resized input and the overlay copy stay in memory
+        if inputs:
+            sizes = np.array(sizes, dtype=np.float64)                               # (B, 2) as (H, W)
+            coords, score = _predict_images(model, inputs, sizes, config, device, amp_dtype)
             points.append(coords)
             scores.append(score)
+            for image_id, view, size, p in zip(ids, views, sizes, coords):
+                if view is not None:
+                    save_overlay(overlays / f"{image_id}.png", view, p, title=image_id,
+                                 original_size=(int(size[0]), int(size[1])))
     frame = predictions_frame([d[0] for d in done], np.concatenate(points) if points else np.zeros((0, 0, 2)),
                               np.concatenate(scores) if scores else np.zeros((0, 0)),
                               sources=[d[1] or "" for d in done], spacings=np.array(spacings).reshape(-1, 2))
     frame.attrs["failed"] = failed
-    if output_dir is not None:
-        out = Path(output_dir)
-        write_frame(out / "predictions.csv", frame, index=False)
-        for (image_id, _, read), p in zip(done, np.concatenate(points) if overlay and points else []):
-            save_overlay(out / "overlays" / f"{image_id}.png", read()[0], p, title=image_id)
+    return frame
+
+
+def predict(checkpoint, inputs: Union[str, Path, np.ndarray, Iterable], *, output_dir=None, overlay: bool = True,
+            device: str = "auto", batch_size: int = 4, on_error: str = "stop"):
+    """Landmarks on your own radiographs with a trained checkpoint.
+
+    ``inputs``: an image file, a folder of images (PNG, JPEG, BMP, TIFF, DICOM, or any file Pillow reads; its
+    subfolders included), a list of them, or (H, W) uint8 arrays. Each image's id is its path relative to the
+    folder holding all inputs (``a/image.png`` and ``b/image.png`` stay apart). Files in the folders that are not
+    images are left out and listed in ``frame.attrs["skipped"]`` (``{path: reason}``). With ``output_dir``,
+    writes ``predictions.csv`` (``image_id,landmark,x,y,score,source``, original pixels, plus ``x_mm, y_mm``
+    where the file states its spacing) and, with ``overlay``, ``overlays/<image_id>.png`` (drawn on a copy of at
+    most ``OVERLAY_MAX_SIDE`` pixels a side); the folder is locked meanwhile (a second predict into it stops with
+    RunFolderLocked) and a previous prediction there is replaced whole (its CSV and ``overlays/``; other files
+    stay). ``on_error``: ``"stop"`` (default) raises DatasetError at the first unreadable image before anything is
+    written; ``"skip"`` predicts the others and lists the failures in ``frame.attrs["failed"]``
+    (``{image_id: reason}``). Returns the predictions as a pandas DataFrame.
+    Introduced in notebook 06_training_on_gpu.
+    """
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}.")
+    check_batch_size(batch_size)
+    torch_device = resolve_device(device)
+    prepare_cpu(torch_device)            # allocator + all cores (farnet_lite.cpu)
+    model, config = load_model(checkpoint, torch_device)
+    amp_dtype = resolve_precision(config.precision, torch_device)
+    out = None if output_dir is None else Path(output_dir)
+    items, skipped = _prediction_inputs(inputs, () if out is None else (out, out / PREDICTION_OUTPUTS[0]))
+    if out is None:
+        frame = _predict_items(model, config, torch_device, amp_dtype, items, batch_size, on_error, None)
+    else:
+        with staged_outputs(out, PREDICTION_OUTPUTS) as stage:
+            frame = _predict_items(model, config, torch_device, amp_dtype, items, batch_size, on_error,
+                                   stage / PREDICTION_OUTPUTS[0] if overlay else None)
+            write_frame(stage / PREDICTION_OUTPUTS[1], frame, index=False)
+    frame.attrs["skipped"] = skipped
     return frame

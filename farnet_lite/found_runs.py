@@ -34,14 +34,22 @@ class FoundRun:
         return (self.config.get("pretrained", False) is not False, self.epochs_done >= self.config.get("epochs", 0),
                 h * w, self.epochs_done)
 
-    def conditions(self) -> str:
-        """One line on how the run was obtained: input size, epochs, weights, batch, device; synthetic runs say so."""
+    def conditions(self, selected: bool = True) -> str:
+        """One line on how the run was obtained: input size, epochs, weights, batch, target width, how the
+        reported epoch was chosen (``selected=False``: the line of its last epoch), device; synthetic runs say so."""
         c = self.config
         h, w = c.get("input_size", ("?", "?"))
         init = "random init" if c.get("pretrained", False) is False else "ImageNet init"
         device = self.provenance.get("device") or "device not recorded"
         text = (f"{h}×{w}, {self.epochs_done}/{c.get('epochs', '?')} epochs, {init}, batch {c.get('batch_size', '?')}, "
-                f"{device}")
+                f"{DATASETS[c['dataset']].target_width(c.get('sigma', 10.0), (h, w))}, ")
+        best, val = self.provenance.get("best_epoch"), c.get("val_split")
+        if best and val and selected:
+            text += f"epoch {best} of {self.epochs_done} selected on {val}"
+            if val.lower() in str(self.provenance.get("stopped_because", "")).lower():
+                text += f" ({val} also decided when to stop)"
+            text += ", "
+        text += device
         if str(c.get("dataset", "")).startswith("synthetic"):
             text += ", SYNTHETIC quick run (not a result)"
         return text

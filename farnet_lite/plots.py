@@ -23,9 +23,11 @@ from matplotlib import MatplotlibDeprecationWarning
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from PIL import Image
 
 from farnet_lite.atomic import atomic_path
 from farnet_lite.datasets import ISBI2015
+from farnet_lite.heatmaps import rescale_points
 from farnet_lite.losses import ewc_weight
 
 PRED_COLOR = "red"     # paper Fig. 5
@@ -332,13 +334,36 @@ def plot_metric_bars(frame: pd.DataFrame, metric: str, *, ours: str = "ours", pa
     return fig
 
 
+OVERLAY_MAX_SIDE = 2048   # overlays draw a copy of at most this many pixels on its longest side (the PNG is 720)
+
+
+def overlay_copy(image: np.ndarray, max_side: int = OVERLAY_MAX_SIDE) -> np.ndarray:
+    """``image`` ``(H, W)`` uint8 shrunk (antialiased) so that its longest side is at most ``max_side``, else
+    itself: what :func:`save_overlay` draws, so a 10000 x 10000 radiograph costs 4 MB there instead of gigabytes."""
+    height, width = image.shape[:2]
+    factor = max_side / max(height, width)
+    if factor >= 1:
+        return image
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.BILINEAR), dtype=np.uint8)
+
+
 def save_overlay(path, image: np.ndarray, pred: np.ndarray, truth: Optional[np.ndarray] = None,
-                 title: Optional[str] = None, numbers: bool = True) -> Path:
+                 title: Optional[str] = None, numbers: bool = True,
+                 original_size: Optional[Tuple[int, int]] = None) -> Path:
     """A PNG of the radiograph with predicted (red +) and, if given, true (green o) landmarks, numbered 1..K.
 
     ``image`` ``(H, W)`` uint8; ``pred`` / ``truth`` ``(K, 2)`` ``(x, y)`` original pixels (pixel centres at
-    integers, which is also matplotlib's ``imshow`` convention). ``farnet predict`` writes one per image.
+    integers, which is also matplotlib's ``imshow`` convention). ``farnet predict`` writes one per image. A large
+    image is drawn from :func:`overlay_copy` (longest side <= ``OVERLAY_MAX_SIDE``), the points moved with it;
+    ``image`` may already be such a copy of an image of ``original_size`` ``(H, W)``, the grid of the points.
     """
+    original_size = tuple(original_size or image.shape[:2])
+    image = overlay_copy(image)
+    if tuple(image.shape[:2]) != original_size:
+        pred = rescale_points(np.asarray(pred, dtype=np.float64), original_size, image.shape[:2])
+        truth = None if truth is None else rescale_points(np.asarray(truth, dtype=np.float64), original_size,
+                                                          image.shape[:2])
     height, width = image.shape[:2]
     scale = 6.0 / max(height, width)
     fig = Figure(figsize=(max(width * scale, 2.5), max(height * scale, 2.5) + (0.3 if title else 0)), dpi=120)

@@ -11,7 +11,9 @@ files it was made from, so a changed dataset makes a new cache instead of silent
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+from contextlib import contextmanager
 from pathlib import Path
 
 from farnet_lite.config import TrainConfig
@@ -22,6 +24,29 @@ from farnet_lite.download._common import default_cache_dir
 
 def cache_dir(config: TrainConfig) -> Path:
     return Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+
+
+WRITE_ERRORS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EEXIST)
+"""What a cache folder that cannot be written raises (read-only HOME, no permission, full disk, a file in the way)."""
+
+
+@contextmanager
+def writing_cache(folder: Path):
+    """An OSError writing under ``folder`` (the cache dir) becomes one sentence naming the folder and the fix:
+    ``--cache-dir DIR`` or the ``FARNET_CACHE`` environment variable (the default, ``~/.cache/farnet_lite``,
+    is read-only on some machines)."""
+    try:
+        yield
+    except OSError as err:
+        name = None if err.filename is None else Path(err.filename).absolute()
+        top = folder.absolute()
+        inside = name is None or name == top or top in name.parents or name in top.parents   # or a folder above
+        if err.errno not in WRITE_ERRORS or not inside:
+            raise
+        reason = err.strerror or str(err)
+        where = f": {err.filename}" if err.filename is not None else ""
+        raise OSError(f"Cannot write the cache folder {folder} ({reason}{where}); choose a writable folder with "
+                      f"--cache-dir DIR or the FARNET_CACHE environment variable.") from err
 
 
 def data_root(config: TrainConfig) -> Path:
@@ -35,7 +60,8 @@ def data_root(config: TrainConfig) -> Path:
                                     f"--data-root (downloaders: python -m farnet_lite.download.<dataset>).")
         return root
     if spec.synthetic:
-        return Path(spec.synthetic_writer(cache_dir(config) / "synthetic" / spec.layout))
+        with writing_cache(cache_dir(config)):
+            return Path(spec.synthetic_writer(cache_dir(config) / "synthetic" / spec.layout))
     hint = f"; use --dataset {spec.synthetic_name} to try without data" if spec.synthetic_name else ""
     raise ValueError(f"Dataset {config.dataset!r} needs --data-root (the folder of the downloaded dataset){hint}.")
 
@@ -70,8 +96,9 @@ def prepared_split(config: TrainConfig, split: str, dist_info: DistInfo = DistIn
             raise ValueError(f"Split {split!r} of {config.dataset} under {data_root(config)} has no images; "
                              f"check --data-root and the split name.")
         workers = 0 if len(dataset) <= 32 else None   # a process pool costs more than it saves on a few images
-        path = prepare_cache(dataset, tuple(config.input_size), _cache_path(config, split),
-                             num_workers=workers, progress=config.progress)
+        with writing_cache(cache_dir(config)):
+            path = prepare_cache(dataset, tuple(config.input_size), _cache_path(config, split),
+                                 num_workers=workers, progress=config.progress)
     if dist_info.enabled:
         path = broadcast_object(path, dist_info)
         barrier(dist_info)

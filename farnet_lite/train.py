@@ -42,12 +42,13 @@ from farnet_lite.checkpoint import (build_model_from_config, capture_rng, check_
                                     restore_rng, save_checkpoint, unwrap)
 from farnet_lite.config import TrainConfig
 from farnet_lite.cpu import prepare_cpu
-from farnet_lite.engine import (BatchSource, build_optimizer, build_scheduler, make_scaler, network_input,
-                                precision_name, prepare_model, resolve_device, resolve_precision,
-                                seed_everything)
+from farnet_lite.engine import (BatchSource, batch_for_gpu, build_optimizer, build_scheduler, make_scaler,
+                                network_input, precision_name, prepare_model, resolve_device, resolve_precision,
+                                seed_everything, with_batch)
 from farnet_lite.evaluate import evaluate_cache
 from farnet_lite.losses import coarse_to_fine_loss
 from farnet_lite.outputs import write_json, write_log
+from farnet_lite.run_folder import check_resume_folder, fresh_run_folder, resumed_best
 from farnet_lite.scoring import selection_key
 from farnet_lite.splits import prepared_split
 
@@ -184,6 +185,13 @@ def train(config: TrainConfig, resume: Union[bool, str, Path] = False) -> TrainR
     GradScaler, every RNG and the data order are restored, so on the CPU it ends with the same numbers as a
     run that was never interrupted. Under ``torchrun`` each process trains on its shard; rank 0 writes files.
 
+    The run folder is ``config.output_dir`` (``farnet train --resume PATH``: the folder of PATH, unless
+    ``--output-dir`` is given). A fresh run refuses a folder that holds a run (last.pt, best.pt or
+    selection.json: resume it, or use another folder); ``resume=True`` without a last.pt there starts from
+    scratch and removes the earlier run's outputs. A resumed path of another folder continues into
+    ``output_dir`` only if that folder holds no run; its best.pt is copied along. The model evaluated at the end
+    is a best.pt this run wrote (or the one its checkpoint says it wrote), never another run's.
+
     Introduced in notebook 06_training_on_gpu.
     """
     device = resolve_device(config.device)
@@ -225,7 +233,12 @@ def _train(config, resume, device, info, amp_dtype, run_dir, stop: StopAfterEpoc
     # Long on purpose (~100 lines): the whole epoch loop -- resume, validation, selection, checkpoints -- reads
     # top to bottom as notebook 06 teaches it; each step in it is already a helper call.
     path = _resume_path(config, resume)
-    state = load_checkpoint(path, map_location=device) if path is not None else None
+    if path is None:
+        fresh_run_folder(run_dir, resume, info)     # before anything is read or trained
+    else:
+        check_resume_folder(run_dir, path)
+    # on the CPU: its RNG states must be CPU tensors; load_state_dict moves weights and Adam's state to the device
+    state = load_checkpoint(path, map_location="cpu") if path is not None else None
     if state is not None:
         check_resume(state["config"], config, path)  # before any cache is built
     seed_everything(config.seed)
@@ -241,6 +254,12 @@ def _train(config, resume, device, info, amp_dtype, run_dir, stop: StopAfterEpoc
     # a resumed run takes its weights from the checkpoint: no ImageNet download for it
     base = prepare_model(build_model_from_config(config, pretrained=False if path else None), device,
                          config.channels_last, config.small_map_gemm)
+    batch, why = batch_for_gpu(config, device, amp_dtype, sum(p.numel() for p in base.parameters()),
+                               train_cache.images.nbytes if config.data_on_device != "no" else 0)
+    batch = min(distributed.gather_objects(batch, info))         # every rank takes the same number of steps
+    asked, (config, lr_note) = config.batch_size, with_batch(config, batch)   # on a GPU that holds fewer images
+    if why and info.is_main:
+        print(f"batch {asked} → {batch}: {why}" + (f"; {lr_note}" if lr_note else "") + ".")
     optimizer = build_optimizer(config, base.parameters())
     source = BatchSource(train_cache, device, config.data_on_device, config.num_workers)
     shard_len = len(distributed.shard(torch.arange(source.size), info))
@@ -251,6 +270,7 @@ def _train(config, resume, device, info, amp_dtype, run_dir, stop: StopAfterEpoc
     generators = {"data": data_generator, "augment": aug_generator}
 
     start_epoch, best_metric, best_epoch, history = 0, math.inf, -1, []
+    best_ours = False                    # run_dir/best.pt was written by this run (or the resumed one)
     if state is not None:
         base.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -259,8 +279,14 @@ def _train(config, resume, device, info, amp_dtype, run_dir, stop: StopAfterEpoc
             scaler.load_state_dict(state["scaler"])
         start_epoch, history = state["epoch"], state["history"]
         best_metric, best_epoch = state["best_metric"], state["best_epoch"]
+        best_ours = resumed_best(run_dir, path, best_epoch, history, info)
+        if best_epoch > 0 and not best_ours:
+            if info.is_main:
+                print(f"No best.pt of epoch {best_epoch} (the best epoch {path} records) in {run_dir} or beside "
+                      f"{path}: only the epochs after {start_epoch} can be selected now, else the last is reported.")
+            best_metric, best_epoch = math.inf, -1
         if state["rng"] is not None:
-            restore_rng(state["rng"], generators)
+            restore_rng(state["rng"], generators, rank=info.rank)     # each rank its own augmentation state
         if info.is_main:
             print(f"Resuming {path} after epoch {start_epoch} of {config.epochs}.")
 
@@ -294,9 +320,12 @@ def _train(config, resume, device, info, amp_dtype, run_dir, stop: StopAfterEpoc
             improved = math.isfinite(score) and score < best_metric
             if improved:
                 best_metric, best_epoch = score, epoch
+                best_ours = best_ours or config.save_checkpoints
         row["seconds"] = time.perf_counter() - started
         history.append(row)
         epochs.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("train_loss", "val_mre")})
+        # every rank's augmentation state for last.pt (a collective, so every epoch on every rank; a few KB)
+        augment_states = distributed.gather_objects(aug_generator.get_state(), info) if config.save_checkpoints else []
         if info.is_main:
             if improved and config.save_checkpoints:
                 save_checkpoint(run_dir / "best.pt", model=base, config=config, epoch=epoch,
@@ -304,7 +333,7 @@ def _train(config, resume, device, info, amp_dtype, run_dir, stop: StopAfterEpoc
             if config.save_checkpoints and (timer.due(epoch, config.epochs) or stop.requested):
                 save_checkpoint(run_dir / "last.pt", model=base, config=config, epoch=epoch, optimizer=optimizer,
                                 scheduler=scheduler, scaler=scaler, best_metric=best_metric, best_epoch=best_epoch,
-                                history=history, rng=capture_rng(generators))
+                                history=history, rng=capture_rng(generators, per_rank={"augment": augment_states}))
                 timer.wrote()
             write_log(run_dir / "log.csv", history)
         if stop.requested:
@@ -315,11 +344,12 @@ def _train(config, resume, device, info, amp_dtype, run_dir, stop: StopAfterEpoc
     distributed.barrier(info)
     best_path = run_dir / "best.pt"
     last_epoch = history[-1]["epoch"] if history else 0
-    selected = config.save_checkpoints and best_path.is_file() and 0 < best_epoch != last_epoch
+    best_ours = best_ours and config.save_checkpoints and best_path.is_file()   # never another run's best.pt
+    selected = best_ours and 0 < best_epoch != last_epoch
     last_metrics = {}
     if selected:  # the paper validates on Test1 (§4.1.1); the official code keeps the last epoch: report both
         last_metrics = _evaluate_splits(net, config, device, amp_dtype, info, val_cache, run_dir / "last_epoch")
-    if config.save_checkpoints and best_path.is_file():
+    if best_ours:
         unwrap(base).load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
     metrics = _evaluate_splits(net, config, device, amp_dtype, info, val_cache, run_dir)
     if info.is_main:

@@ -126,3 +126,12 @@ def test_checkpoint_minutes_default_and_check():
     assert TrainConfig().checkpoint_minutes == 10.0 and TrainConfig(checkpoint_minutes=0).checkpoint_minutes == 0
     with pytest.raises(ValueError, match="checkpoint_minutes must be 0"):
         TrainConfig(checkpoint_minutes=-1)
+
+
+def test_a_path_object_for_a_path_field_is_kept_as_its_text(tmp_path):
+    """``TrainConfig(data_root=Path(...))`` (what notebooks pass) is the folder's text, and saves as JSON."""
+    config = TrainConfig(dataset="synthetic-isbi", data_root=tmp_path / "isbi", cache_dir=tmp_path / "c",
+                         output_dir=tmp_path / "run")
+    assert (config.data_root, config.cache_dir, config.output_dir) == (
+        str(tmp_path / "isbi"), str(tmp_path / "c"), str(tmp_path / "run"))
+    assert TrainConfig.from_json(config.to_json()) == config

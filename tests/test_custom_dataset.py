@@ -60,6 +60,50 @@ def test_format_errors_name_file_line_and_fix(tmp_path, text, message):
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("text, message", [
+    ("image,x1,y1,x2,y2\na.png,1,2,3,4,5\n",                               # row 1: was an AttributeError
+     "line 2: 6 cells but the header has 5 columns, so every value after the extra cell would shift by one "
+     "column; remove the stray comma (a decimal comma such as 412,5 must be written 412.5)"),
+    ("image,x1,y1,x2,y2\na.png,1,2,3,4\n\nb.png,1,2,5,3,4\n",               # a later row; blank lines counted
+     "line 4: 6 cells but the header has 5 columns"),
+    ("image,x1,y1,x2,y2\na.png,1,2,3,4\nb.png,1,2\n",                       # was: landmark 2 "missing"
+     "line 3: 3 cells but the header has 5 columns (x2 to y2 missing); write every column, leaving a cell "
+     "empty (,,) for a missing landmark or value."),
+    ("image,x1,y1,x2,y2\na.png,1,2,-3,4\n",
+     "line 2: landmark 2 at x2=-3, y2=4 is negative, outside the image (pixels count from 0 at the top left); fix "
+     "the coordinates (original image pixels, x across and y down), or leave x2,y2 empty for a missing landmark."),
+    ("image,x1,y1\na.png,1,2\nb.png,16,5\n",                                # the images are 16 wide, 20 high
+     "line 3: landmark 1 at x1=16, y1=5 lies outside the image b.png, which is 16 pixels wide and 20 high (x from "
+     "0 to 15, y from 0 to 19); fix the coordinates"),
+    ("image,x1,y1\na.png,,\nb.png,0.5,0.25\nc.png,0.75,1\n",
+     "line 3: every coordinate of the file lies between 0 and 1, which looks like fractions of the image size, not "
+     "pixels; write original image pixels (x times the image width, y times its height"),
+    ("image,split,x1,y1\na.png,train,1,2\nb.png,train,3,4\n./a.png,test,1,2\n",
+     "lines 2 and 4: image a.png is listed in split train and in split test, which leaks it from one split into "
+     "the other (a test image seen in training scores too well); keep one row for each image."),
+], ids=["extra-cell-row-1", "extra-cell-later", "short-row", "negative", "outside", "fractions", "train-and-test"])
+def test_rows_that_would_shift_leak_or_miss_the_image_name_file_line_and_fix(tmp_path, text, message):
+    path = write_csv(tmp_path, text, images=("a.png", "b.png", "c.png"))   # 20 x 16 (H x W) images
+    with pytest.raises(DatasetError) as info:
+        read_custom_table(path)
+    assert str(info.value).startswith(f"{path}, {message}") and "\n" not in str(info.value)
+
+
+def test_coordinates_on_the_image_edges_and_of_an_exif_turned_image_pass(tmp_path):
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6                                                  # stored 20 x 16, displayed 16 x 20
+    Image.fromarray(np.zeros((20, 16), np.uint8)).save(tmp_path / "turned.png", exif=exif)
+    path = write_csv(tmp_path, "image,split,x1,y1,x2,y2\na.png,train,-0.5,19.5,15.5,-0.5\n"
+                               "turned.png,test,19.5,15.5,,\n", images=("a.png",))
+    table = read_custom_table(path)
+    np.testing.assert_array_equal(table.landmarks[1, 0], [19.5, 15.5])
+    with pytest.raises(DatasetError, match=r"line 2: landmark 1 at x1=16, y1=19 lies outside the image turned\.png, "
+                                           r"which is 20 pixels wide and 16 high"):
+        read_custom_table(write_csv(tmp_path, "image,x1,y1\nturned.png,16,19\n"))
+
+
 def test_held_out_split_from_the_same_file(tmp_path):
     rows = "".join(f"img{i}.png,{i},{i}\n" for i in (7, 2, 9, 0, 4, 1, 8, 3, 6, 5))   # not in path order
     table = read_custom_table(write_csv(tmp_path, "image,x1,y1\n" + rows))

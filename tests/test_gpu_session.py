@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -173,3 +174,54 @@ def test_a_failing_step_is_recorded_and_the_next_one_runs(tmp_path):
     assert steps["first"]["status"] == "error" and steps["first"]["error"] == "RuntimeError: out of memory"
     assert steps["second"] == dict(steps["second"], status="ok", epochs_reached=3, budget_s=10.0)
     assert steps["third"]["status"] == "skipped"
+
+
+def test_compile_is_off_by_default_and_otherwise_runs_last_on_time_kept_back(tmp_path, monkeypatch):
+    """The compile probe took 17 % of the budget and FARNet did not compile within 540 s on 2 CPU cores: off unless
+    asked; asked, it runs after the training steps, on a budget they leave to it."""
+    budgets = []
+    monkeypatch.setattr(gpu_session, "run_benchmark", lambda session, args, b: budgets.append(("benchmark", b)))
+    monkeypatch.setattr(gpu_session, "run_training", lambda session, args, dataset, b: budgets.append((dataset, b)))
+    monkeypatch.setattr(gpu_session, "run_compile", lambda session, args, b: budgets.append(("compile", b)))
+    monkeypatch.setattr(sys, "stdout", sys.stdout)            # run() puts the real streams back: undone at the end
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    (tmp_path / "carry").mkdir()
+    (tmp_path / "carry" / "manifest.json").write_text(json.dumps({"files": [], "git": {"commit": None}}))
+    for compile_s in (0.0, 30.0):
+        budgets.clear()
+        budget = time.perf_counter() - gpu_session.PROCESS_START + 1000.0     # 1000 s from now
+        args = SimpleNamespace(carry=str(tmp_path / "carry"), out=str(tmp_path / f"out{compile_s:g}"), device="cpu",
+                               budget_s=budget, reserve_s=15.0, compile_budget_s=compile_s, bench_budget_s=60.0,
+                               isbi_share=0.6)
+        steps = gpu_session.run(args)["steps"]
+        assert list(steps) == ["benchmark", "isbi", "spine", "compile"]
+        # the stubs take no time: each training step's budget is its share of the 1000 s, less the 30 kept back
+        assert budgets[1][1] == pytest.approx(0.6 * (1000.0 - 15.0 - compile_s), abs=2.0)
+        assert budgets[2][1] == pytest.approx(1000.0 - 15.0 - compile_s, abs=2.0)
+        if not compile_s:
+            assert steps["compile"]["status"] == "skipped" and "off by default" in steps["compile"]["reason"]
+            assert [name for name, _ in budgets] == ["benchmark", "isbi2015", "spine"]
+        else:
+            assert [name for name, _ in budgets] == ["benchmark", "isbi2015", "spine", "compile"]
+            assert budgets[3][1] == pytest.approx(30.0)          # the spine left the compile probe its 30 s
+
+
+def test_the_transfer_counts_the_working_tree_and_refuses_too_much(done, tmp_path, monkeypatch, capsys):
+    tracked = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, text=True,
+                             check=True).stdout.split("\0")
+    tree = gpu_session.transfer_tree_bytes()
+    assert tree >= sum((REPO / n).stat().st_size for n in tracked if n and (REPO / n).is_file()) > 2**20
+    assert json.loads((done.carry / "manifest.json").read_text())["transfer"]["limit_mib"] == 64.0
+    gpu_session.check_transfer(60 * 2**20, 4 * 2**20)                               # 64.0 MiB: it travels
+    with pytest.raises(ValueError, match=r"working tree \(60.0 MiB\) plus the carry \(4.1 MiB\) is 64.1 MiB, over"):
+        gpu_session.check_transfer(60 * 2**20, int(4.1 * 2**20))
+    prepare = ["prepare", "--data-root", str(done.data), "--isbi-size", "64", "64", "--spine-sizes", "64x32",
+               "--workers", "0"]
+    monkeypatch.setattr(gpu_session, "transfer_tree_bytes", lambda repo=None: int(62.5 * 2**20))
+    with pytest.raises(ValueError, match="The working tree alone is 62.5 MiB of the 64 MiB"):
+        gpu_session.main([*prepare, "--carry", str(tmp_path / "refused")])
+    monkeypatch.setattr(gpu_session, "transfer_tree_bytes", lambda repo=None: 60 * 2**20)   # 3 MiB left
+    manifest = gpu_session.main([*prepare, "--carry", str(tmp_path / "carry")]) or \
+        json.loads((tmp_path / "carry" / "manifest.json").read_text())
+    assert manifest["transfer"]["tree_bytes"] == 60 * 2**20
+    assert "the carry may take 3.0 MiB" in capsys.readouterr().out

@@ -9,7 +9,9 @@ A GPU is lent for minutes, so everything is prepared here and the GPU machine ru
 ``carry/gpu``: ISBI 2015 ``train`` / ``test1`` / ``test2`` at 800x640 (mean of the two doctors, as the paper) and the
 spine on the paper's protocol (§4.1.3; ``farnet_lite.data.spine.paper_split_indices``): ``trainval`` (431 of the
 481 labelled images), ``test50`` (the other 50) and ``test`` (the 128 AASCE test images, unlabelled in our copy),
-at the largest (H, W) = (2w, w) whose caches keep the folder under ``--max-mib`` (60 MiB; the carry limit is 64).
+at the largest (H, W) = (2w, w) whose caches keep the folder under ``--max-mib`` (60 MiB) and the whole transfer
+-- the working tree (tracked and untracked-not-ignored files, ``shared/``) plus the carry -- under the device tool's
+``--transfer-mib`` (64 MiB); ``prepare`` refuses, in one sentence, a carry that would not travel.
 ``manifest.json`` lists every file (role, ids, bytes, sha256) and the git commit (the GPU machine has no git).
 
 The run reads only those caches and needs only what the GPU machine's Python has (torch, torchvision, numpy, pandas,
@@ -19,14 +21,17 @@ recorded (ok / partial / error / skipped) in provenance.json even when another f
 1. ``benchmark``: train and inference images/s and peak memory at the ISBI size: the kit's fast path (bf16
    autocast, channels_last, batch 8, uint8 cache in GPU memory) against the official-style pipeline (fp32, batch 1,
    NCHW, full-size JPEGs decoded and heatmaps built per sample on the CPU), both from ``farnet_lite.benchmark``,
-   with the ratio. ``compile``: the fast path under ``torch.compile`` in a subprocess killed at its budget, and
-   whether its compile time pays for itself over the paper's 300-epoch ISBI schedule.
+   with the ratio.
 2. ``isbi``: FARNet-DenseNet-121 from random initialisation with the ``fast`` preset, as many of its 300 epochs as
    the budget allows (the cosine schedule is re-planned from the measured time of epochs 1 and 2; a run that would
    overrun stops early), the best epoch selected on Test1 (§4.1.1); predictions for Test1 and Test2, metrics where
    labels are present (Test1's last epoch too, in the history).
 3. ``spine``: the same with the spine ``fast`` preset (augmentation on), selected on fold 1 of the 5-fold split of
    ``trainval`` (§4.5.3); predictions for ``test50`` (scored) and ``test`` (the AASCE 128).
+4. ``compile``, only when ``--compile-budget-s`` gives it time, and last, its budget kept back from the training
+   steps: the fast path under ``torch.compile`` in a subprocess killed at its budget, and whether its compile time
+   pays for itself over the paper's 300-epoch ISBI schedule. Off by default: its former 90 s were 17 % of a 540 s
+   session, and FARNet's forward + backward did not compile within 540 s on 2 CPU cores (issue 23).
 
 Files under ``--out`` (7, each far below 16 MiB, no checkpoints): benchmark.json, isbi_metrics.json,
 isbi_predictions.csv, spine_metrics.json, spine_predictions.csv (``split,image_id,landmark,x,y,score``: original
@@ -66,8 +71,8 @@ try:
     from farnet_lite.data.augment import augment
     from farnet_lite.data.cache import default_cache_name, encode_image, load_cache, prepare_cache, resize_image
     from farnet_lite.datasets import cv_fold_indices
-    from farnet_lite.engine import (BatchSource, build_optimizer, build_scheduler, make_scaler, prepare_model,
-                                    resolve_device, resolve_precision, seed_everything)
+    from farnet_lite.engine import (BatchSource, build_optimizer, build_scheduler, cuda_native_bf16, make_scaler,
+                                    prepare_model, resolve_device, resolve_precision, seed_everything)
     from farnet_lite.evaluate import evaluate_cache
     from farnet_lite.outputs import predictions_frame, write_frame, write_json
     from farnet_lite.scoring import selection_key
@@ -79,6 +84,9 @@ except ImportError as err:
     raise
 
 MANIFEST = "manifest.json"
+REPO = Path(__file__).resolve().parents[1]
+TRANSFER_MIB = 64.0                              # the device tool: working tree + carried paths, at most 64 MiB
+TREE_GROWTH_MIB = 1.0                            # kept free: the tree may grow between `prepare` and the run
 ISBI_ROLES = ("train", "test1", "test2")
 SPINE_ROLES = ("trainval", "test50", "test")     # the 431, the 50 (of the 481 labelled), the AASCE 128
 SPINE_FOLD = 1                                   # the selection fold of the 5-fold split of trainval
@@ -121,6 +129,30 @@ def _git_commit() -> dict:
         return {"commit": None, "dirty": None}
 
 
+def transfer_tree_bytes(repo: Path = REPO) -> int:
+    """Bytes of what travels to the GPU machine besides the carry: the tracked files, the untracked files git does
+    not ignore, and ``shared/`` in the checkout (a symbolic link counts as itself)."""
+    names = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    paths = {repo / name for name in names if name}
+    if (repo / "shared").is_dir():
+        paths |= {p for p in (repo / "shared").rglob("*")}
+    return sum(os.lstat(p).st_size for p in paths if p.is_symlink() or (p.exists() and not p.is_dir()))
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+def check_transfer(tree_bytes: int, carry_bytes: int, limit_mib: float = TRANSFER_MIB) -> None:
+    """Refuse, in one sentence, a working tree + carry that the device tool would not send."""
+    total = (tree_bytes + carry_bytes) / 2**20
+    if total > limit_mib:
+        raise ValueError(f"The working tree ({tree_bytes / 2**20:.1f} MiB) plus the carry ({carry_bytes / 2**20:.1f} "
+                         f"MiB) is {total:.1f} MiB, over the {limit_mib:.0f} MiB the device tool sends; lower "
+                         f"--max-mib or pass smaller --spine-sizes, or remove large untracked files from the tree.")
+
+
 def _prepare_spine(root: Path, carry: Path, limit_bytes: float, sizes, workers) -> tuple:
     """The three spine caches at the largest of ``sizes`` whose files fit ``limit_bytes``; (entries, split note)."""
     from farnet_lite.data import spine
@@ -149,11 +181,18 @@ def prepare(args) -> dict:
 
     started = time.perf_counter()
     carry, root = Path(args.carry), Path(args.data_root)
+    tree = transfer_tree_bytes()                       # what travels beside the carry: it shares the 64 MiB
+    carry_mib = min(args.max_mib, args.transfer_mib - TREE_GROWTH_MIB - tree / 2**20)
+    print(f"transfer: working tree {tree / 2**20:.1f} MiB, so the carry may take {carry_mib:.1f} MiB "
+          f"(--max-mib {args.max_mib:g}; {args.transfer_mib:g} MiB in all, {TREE_GROWTH_MIB:g} kept free)")
+    if carry_mib <= 1.0:
+        raise ValueError(f"The working tree alone is {tree / 2**20:.1f} MiB of the {args.transfer_mib:g} MiB the "
+                         f"device tool sends: no room for the carry; remove large untracked files from the tree.")
     carry.mkdir(parents=True, exist_ok=True)
     isbi_size = tuple(args.isbi_size or TrainConfig.preset("isbi2015", "fast").input_size)
     files = [_build(read_isbi2015(root / "isbi2015", split=role, annotation="mean"), "isbi2015", role, isbi_size,
                     carry, args.workers) for role in ISBI_ROLES]
-    limit = args.max_mib * 2**20 - 2**20 - sum(f["bytes"] for f in files)     # 1 MiB kept for the manifest
+    limit = carry_mib * 2**20 - 2**20 - sum(f["bytes"] for f in files)     # 1 MiB kept for the manifest
     sizes = args.spine_sizes or spine_candidate_sizes(TrainConfig.preset("spine", "fast").input_size)
     spine_files, split = _prepare_spine(root / "spine_aasce", carry, limit, sizes, args.workers)
     files += spine_files
@@ -161,13 +200,17 @@ def prepare(args) -> dict:
         (carry / stale).unlink()                      # caches of another size would travel and eat the limit
     manifest = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git": _git_commit(),
                 "data_root": args.data_root, "carry": args.carry, "max_mib": args.max_mib, "spine_split": split,
+                "transfer": {"tree_bytes": tree, "limit_mib": args.transfer_mib},
                 "total_bytes": sum(f["bytes"] for f in files), "prepare_s": round(time.perf_counter() - started),
                 "files": files}
     with atomic_path(carry / MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     for f in files:
         print(f"{f['file']}: {f['images']} images ({f['labelled']} labelled), {f['bytes'] / 2**20:.1f} MiB")
-    print(f"{carry}: {manifest['total_bytes'] / 2**20:.1f} MiB in all, {manifest['prepare_s']} s")
+    carried = folder_bytes(carry)
+    print(f"{carry}: {manifest['total_bytes'] / 2**20:.1f} MiB of caches, {manifest['prepare_s']} s; with the "
+          f"working tree {(tree + carried) / 2**20:.1f} MiB travel, of {args.transfer_mib:g}")
+    check_transfer(tree, carried, args.transfer_mib)
     return manifest
 
 
@@ -215,10 +258,13 @@ class Session:
         self.provenance["wall_s"] = round(self.elapsed(), 1)
         write_json(self.out / "provenance.json", self.provenance)
 
-    def step(self, name: str, budget_s: float, fn, minimum_s: float = 0.0) -> dict:
-        """Run ``fn(budget_s) -> dict`` and record it; an exception is logged and recorded, never raised."""
+    def step(self, name: str, budget_s: float, fn, minimum_s: float = 0.0, off: str = "") -> dict:
+        """Run ``fn(budget_s) -> dict`` and record it; an exception is logged and recorded, never raised.
+        ``off``: the step is not run, and this is the reason recorded."""
         record, started = {"budget_s": round(budget_s, 1), "status": "ok"}, time.perf_counter()
-        if budget_s <= minimum_s:
+        if off:
+            record.update(status="skipped", reason=off)
+        elif budget_s <= minimum_s:
             record.update(status="skipped", reason=f"a budget of {budget_s:.0f} s (more than {minimum_s:.0f} s needed)")
         else:
             self.log(f"step {name}: budget {budget_s:.0f} s")
@@ -263,7 +309,8 @@ def environment(device: torch.device) -> dict:
             "cpu_count": os.cpu_count(), "device_type": device.type}
     if device.type == "cuda":
         info.update(device=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
-                    cudnn=torch.backends.cudnn.version(), bf16=torch.cuda.is_bf16_supported(),
+                    cudnn=torch.backends.cudnn.version(), bf16_native=cuda_native_bf16(device),
+                    capability=".".join(map(str, torch.cuda.get_device_capability(device))),
                     memory_gib=round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1))
     else:
         info["device"] = f"CPU ({platform.machine()}), {torch.get_num_threads()} threads"
@@ -483,16 +530,17 @@ def run(args) -> dict:
                 session.provenance["error"] = "no CUDA GPU visible: nothing run (--device cpu runs on the CPU)"
                 session.save()
                 sys.exit("No CUDA GPU is visible here; nothing was run. Pass --device cpu to run on the CPU anyway.")
-            reserve = args.reserve_s
-            compile_s = args.compile_budget_s if args.compile_budget_s is not None else 90.0 * (device.type == "cuda")
+            reserve, compile_s = args.reserve_s, max(0.0, args.compile_budget_s)   # compile: last, kept back
             session.step("benchmark", min(args.bench_budget_s, session.remaining() - reserve),
                          lambda b: run_benchmark(session, args, b))
-            session.step("compile", min(compile_s, session.remaining() - reserve),
-                         lambda b: run_compile(session, args, b))
-            session.step("isbi", args.isbi_share * (session.remaining() - reserve),
+            session.step("isbi", args.isbi_share * (session.remaining() - reserve - compile_s),
                          lambda b: run_training(session, args, "isbi2015", b), minimum_s=1.0)
-            session.step("spine", session.remaining() - reserve,
+            session.step("spine", session.remaining() - reserve - compile_s,
                          lambda b: run_training(session, args, "spine", b), minimum_s=1.0)
+            session.step("compile", min(compile_s, session.remaining() - reserve),
+                         lambda b: run_compile(session, args, b),
+                         off="" if compile_s else "off by default (--compile-budget-s 0): FARNet's forward + "
+                                                  "backward did not compile within 540 s on 2 CPU cores")
             session.provenance["files"] = sorted(p.name for p in out.iterdir() if p.is_file())
             session.save()
             session.log(f"done: {session.provenance['files']}")
@@ -518,6 +566,8 @@ def main(argv=None) -> None:
         parser.add_argument("--spine-sizes", type=size_arg, nargs="+", help="candidates, largest first (768x384 "
                             "...); default: from the preset's 1024x512 down")
         parser.add_argument("--max-mib", type=float, default=60.0, help="size limit of the whole carry folder")
+        parser.add_argument("--transfer-mib", type=float, default=TRANSFER_MIB, help="size limit of the working "
+                            "tree + the carry (the device tool's)")
         parser.add_argument("--workers", type=int, default=None, help="processes (default min(4, CPUs))")
         prepare(parser.parse_args(argv))
         return
@@ -536,7 +586,8 @@ def main(argv=None) -> None:
     parser.add_argument("--bench-warmup", type=int, default=5, help="untimed benchmark steps")
     parser.add_argument("--bench-workers", type=int, default=4, help="DataLoader workers of the official style")
     parser.add_argument("--bench-budget-s", type=float, default=60.0, help="budget of the two eager pipelines")
-    parser.add_argument("--compile-budget-s", type=float, default=None, help="default: 90 on a GPU, 0 on a CPU")
+    parser.add_argument("--compile-budget-s", type=float, default=0.0, help="the torch.compile probe, run last with "
+                        "this budget kept back from training (default 0: off)")
     parser.add_argument("--isbi-share", type=float, default=0.6, help="share of the time left that ISBI gets")
     parser.add_argument("--max-epochs", type=int, default=None, help="epoch cap (default: the preset's 300)")
     run(parser.parse_args(argv))

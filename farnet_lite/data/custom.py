@@ -7,11 +7,17 @@ Introduced in notebook 00_setup_and_data. The format (a header row, then one row
     images/p002.dcm,,val,401,377,,,...            <- no spacing given, landmark 2 missing
     scans/p003.jpg,0.1,test,,,,,...               <- no landmarks at all: an unlabelled image
 
+* Every row has exactly one cell per header column (empty cells included): a row with a cell too many (a stray
+  comma, a decimal comma) or too few would shift or drop coordinates, so it is refused naming its line.
 * ``image`` (required): the image file, relative to the CSV's folder (or absolute); any format
-  :func:`farnet_lite.data.imageio.load_grey` reads (PNG, JPEG, BMP, TIFF, DICOM).
+  :func:`farnet_lite.data.imageio.load_grey` reads (PNG, JPEG, BMP, TIFF, DICOM). One image belongs to one split:
+  listing it in two (say train and test) is refused, as it would score the model on an image it trained on.
 * ``x1,y1 ... xK,yK`` (required): landmark k in ORIGINAL image pixels, 0-based, pixel centres at integer
-  coordinates (the kit's convention); K is the largest k. An empty cell or ``nan`` is a missing landmark: it is
-  left out of the loss and of the metrics, never read as (0, 0). A row without any landmark is unlabelled.
+  coordinates (the kit's convention), of the image as displayed (EXIF orientation applied); K is the largest k.
+  An empty cell or ``nan`` is a missing landmark: it is left out of the loss and of the metrics, never read as
+  (0, 0). A row without any landmark is unlabelled. A landmark outside its image (below -0.5, or beyond the
+  width / height read from the image file) is refused, and so is a file whose coordinates all lie between 0 and 1
+  (fractions of the image size, not pixels).
 * ``spacing_mm`` (optional): mm per pixel (square pixels). Empty: a DICOM image's own PixelSpacing /
   ImagerPixelSpacing (when square), else unknown. Metrics are in mm when every scored image has a spacing,
   in pixels otherwise.
@@ -34,7 +40,7 @@ import numpy as np
 
 from farnet_lite.data.dicom import dicom_spacing, is_dicom, write_dicom
 from farnet_lite.data.errors import DatasetError
-from farnet_lite.data.imageio import save_grey
+from farnet_lite.data.imageio import image_size, save_grey
 from farnet_lite.data.procedural import synthetic_radiograph
 from farnet_lite.data.sample import LandmarkDataset, MetricSpec
 
@@ -90,6 +96,64 @@ def _landmark_columns(header, csv_path: Path) -> int:
     return k
 
 
+def _check_cells(cells, header, csv_path: Path, line: int) -> None:
+    """Refuse a row whose number of cells is not the header's: its coordinates would shift or go missing."""
+    if len(cells) > len(header):
+        raise DatasetError(f"{csv_path}, line {line}: {len(cells)} cells but the header has {len(header)} columns, "
+                           f"so every value after the extra cell would shift by one column; remove the stray comma "
+                           f"(a decimal comma such as 412,5 must be written 412.5) so that the row has one cell "
+                           f"per column.")
+    if len(cells) < len(header):
+        missing = header[len(cells):]
+        names = missing[0] if len(missing) == 1 else f"{missing[0]} to {missing[-1]}"
+        raise DatasetError(f"{csv_path}, line {line}: {len(cells)} cells but the header has {len(header)} columns "
+                           f"({names} missing); write every column, leaving a cell empty (,,) for a missing "
+                           f"landmark or value.")
+
+
+def _check_inside(points: np.ndarray, path: Path, csv_path: Path, line: int) -> None:
+    """Refuse a landmark (K, 2) outside its image: below -0.5 (the first pixel's edge) or past the last pixel's,
+    the image size read from the file header (skipped when the file cannot be read: reading it says why)."""
+    size = None
+    if path.is_file() and not np.isnan(points).all():
+        try:
+            size = image_size(path)                      # (H, W), EXIF orientation applied
+        except DatasetError:
+            size = None
+    high = np.array([np.inf, np.inf]) if size is None else np.array([size[1], size[0]]) - 0.5
+    outside = ((points < -0.5) | (points > high)).any(axis=1)          # NaN compares False: missing passes
+    if outside.any():
+        k = int(np.argmax(outside))
+        where = (f"lies outside the image {path.name}, which is {size[1]} pixels wide and {size[0]} high (x from "
+                 f"0 to {size[1] - 1}, y from 0 to {size[0] - 1})" if size is not None and (points[k] >= -0.5).all()
+                 else "is negative, outside the image (pixels count from 0 at the top left)")
+        raise DatasetError(f"{csv_path}, line {line}: landmark {k + 1} at x{k + 1}={points[k, 0]:g}, "
+                           f"y{k + 1}={points[k, 1]:g} {where}; fix the coordinates (original image pixels, x "
+                           f"across and y down), or leave x{k + 1},y{k + 1} empty for a missing landmark.")
+
+
+def _check_pixels_not_fractions(points: np.ndarray, lines, csv_path: Path) -> None:
+    """Refuse a file whose coordinates all lie in [0, 1], some strictly inside: fractions, not pixels."""
+    values = points[np.isfinite(points)]
+    if values.size and values.min() >= 0 and values.max() <= 1 and ((values > 0) & (values < 1)).any():
+        first = int(np.argmax(np.isfinite(points).any(axis=(1, 2))))
+        raise DatasetError(f"{csv_path}, line {lines[first]}: every coordinate of the file lies between 0 and 1, "
+                           f"which looks like fractions of the image size, not pixels; write original image pixels "
+                           f"(x times the image width, y times its height; see the format in "
+                           f"farnet_lite/data/custom.py).")
+
+
+def _check_one_split_per_image(paths, names, splits, lines, csv_path: Path) -> None:
+    """Refuse an image listed in two splits (e.g. train and test): the test would score a training image."""
+    first = {}
+    for i, path in enumerate(paths):
+        j = first.setdefault(path.resolve(), i)
+        if splits[j] != splits[i]:
+            raise DatasetError(f"{csv_path}, lines {lines[j]} and {lines[i]}: image {names[i]} is listed in split "
+                               f"{splits[j]} and in split {splits[i]}, which leaks it from one split into the other "
+                               f"(a test image seen in training scores too well); keep one row for each image.")
+
+
 def _default_splits(paths) -> Tuple[str, ...]:
     """The held-out split of a file without a split column (see the module docstring)."""
     order = sorted(range(len(paths)), key=lambda i: str(paths[i]))
@@ -117,15 +181,18 @@ def read_custom_table(csv_path: PathLike) -> CustomTable:
         raise DatasetError(f"Landmark file {csv_path} does not exist; pass the CSV itself with --data-root "
                            f"(write an example with farnet_lite.data.custom.write_synthetic_custom).")
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
-        header = [h.strip() for h in (rows[0].keys() if rows else [])]
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        rows = [(reader.line_num, cells) for cells in reader if cells]        # (1-based line, cells); no blanks
     if not rows:
         raise DatasetError(f"{csv_path} has no image rows; add one row per image below the header.")
     k = _landmark_columns(header, csv_path)
-    names, paths, spacings, splits = [], [], [], []
+    names, paths, spacings, splits, lines = [], [], [], [], []
     points = np.full((len(rows), k, 2), np.nan)
-    for i, row in enumerate(rows):
-        line, row = i + 2, {key.strip(): value for key, value in row.items() if key is not None}
+    for i, (line, cells) in enumerate(rows):
+        _check_cells(cells, header, csv_path, line)
+        row = dict(zip(header, cells))
+        lines.append(line)
         path = Path((row.get("image") or "").strip())
         if not str(path) or str(path) == ".":
             raise DatasetError(f"{csv_path}, line {line}: the image column is empty; name the image file.")
@@ -148,8 +215,11 @@ def read_custom_table(csv_path: PathLike) -> CustomTable:
         if half.any():
             raise DatasetError(f"{csv_path}, line {line}: landmark {int(np.argmax(half)) + 1} has only one of "
                                f"x and y; give both or leave both empty.")
+        _check_inside(points[i], paths[-1], csv_path, line)
+    _check_pixels_not_fractions(points, lines, csv_path)
     if "split" not in header:
         splits = list(_default_splits(paths))
+    _check_one_split_per_image(paths, names, splits, lines, csv_path)
     return CustomTable(csv_path, tuple(names), tuple(paths), np.array(spacings, dtype=np.float64), tuple(splits),
                        points)
 

@@ -10,17 +10,22 @@ images (e.g. a TIFF of 0-1 values) by their min..max range; DICOM goes through :
 `read_reduced` is the prepared cache's reader: a JPEG is decoded in Pillow's draft mode, where libjpeg scales
 each 8x8 DCT block down by 1/2, 1/4 or 1/8 while decoding (~5x faster; measured in `farnet_lite.data.cache`);
 every other format is decoded fully.
+
+EXIF orientation (a phone or scanner JPEG stored sideways with "rotate 90" in its header) is applied by every
+reader here, draft mode and `image_size` included: images and landmark coordinates are those of the image as it
+is displayed. An image over Pillow's decompression-bomb pixel limit is refused in one sentence saying so.
 """
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from farnet_lite.atomic import atomic_path
 from farnet_lite.data.dicom import DICOM_SUFFIXES, dicom_size, dicom_spacing, is_dicom, read_dicom
@@ -32,6 +37,8 @@ IMAGE_FORMATS = "PNG, JPEG, BMP, TIFF (8/16-bit, float scaled by its range) and 
 # Pillow's "truncated/corrupt file" errors: OSError (truncated data), SyntaxError (bad BMP/PNG header
 # in some versions), ValueError/struct errors from broken headers.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError)
+_SWAPS_AXES = (5, 6, 7, 8)      # EXIF orientations that turn the stored image by 90 degrees
+_PADS_AT_END = (1, 5)           # orientations that keep a JPEG draft's padded last block at the bottom/right
 
 
 def load_grey(path: Path | str) -> np.ndarray:
@@ -65,11 +72,46 @@ def _check_exists(path: Path) -> None:
         raise DatasetError(f"Image file {path} does not exist; re-download the dataset or remove its entry.")
 
 
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation (1-8) of an opened image that is still to be transposed, from its header; 1 if none.
+
+    Pillow's TIFF reader applies the orientation itself (its size is already the displayed one), so 1 there; a
+    PNG whose eXIf chunk comes after the pixels only shows it once decoded (Pillow would decode the whole image to
+    look for it), so before decoding such a PNG counts as 1 (`image_size` then gives its stored size).
+    """
+    if im.format == "TIFF" or (im.format == "PNG" and "exif" not in im.info):
+        return 1
+    try:
+        value = im.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # a broken EXIF block: Pillow's own readers ignore it too
+        return 1
+    return value if value in range(1, 9) else 1
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """A decoded image turned as its EXIF orientation says (in place; a no-op without one)."""
+    ImageOps.exif_transpose(im, in_place=True)
+    return im
+
+
+def _too_many_pixels(path: Path, err: Exception) -> DatasetError:
+    """The sentence for Pillow's decompression-bomb pixel limit (PIL.Image.MAX_IMAGE_PIXELS)."""
+    found = re.search(r"\((\d+) pixels\)", str(err))
+    pixels = f"{int(found.group(1)):,} pixels" if found else "more pixels than that"
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    return DatasetError(f"Image {path} has {pixels}, over Pillow's limit of {limit:,} pixels against decompression "
+                        f"bombs (PIL.Image.MAX_IMAGE_PIXELS); the file is not corrupt: downscale it first (e.g. to "
+                        f"at most 8000 pixels on its longest side), or, if you trust it, raise "
+                        f"PIL.Image.MAX_IMAGE_PIXELS in Python before reading it.")
+
+
 @contextmanager
 def _decoding(path: Path) -> Iterator[None]:
     """Turn Pillow's errors for a truncated or corrupt file inside the block into one DatasetError naming it."""
     try:
         yield
+    except Image.DecompressionBombError as err:
+        raise _too_many_pixels(path, err) from err
     except _DECODE_ERRORS as err:
         raise DatasetError(f"Could not decode image {path} ({type(err).__name__}: {err}); the file is "
                            f"truncated or corrupt, re-download it.") from err
@@ -86,7 +128,7 @@ def read_image(path: Path | str) -> tuple[np.ndarray, tuple[float, float] | None
         return read_dicom(path)
     with _decoding(path), Image.open(path) as im:
         im.load()
-        return _to_uint8(im, path), None
+        return _to_uint8(_upright(im), path), None
 
 
 class Reduced(NamedTuple):
@@ -117,19 +159,24 @@ def read_reduced(path: Path | str, at_least: tuple[int, int]) -> Reduced:
     A JPEG whose `draft_scale` is 2, 4 or 8 is decoded with libjpeg's DCT-domain downscaling by that factor
     (same colour conversion to grey as `read_image`); every other file -- PNG, BMP, TIFF, DICOM, or a JPEG smaller
     than 2 * `at_least` -- is decoded fully with `read_image` (scale 1). Raises the same DatasetError as
-    `read_image` for a missing, truncated or corrupt file.
+    `read_image` for a missing, truncated or corrupt file. The EXIF orientation is applied (sizes are the
+    displayed ones); a JPEG whose orientation would move the draft's padded last block to the top or left is
+    drafted only by a factor that divides its size (no padding), else decoded fully.
     """
     path = Path(path)
     _check_exists(path)
     if not is_dicom(path):
         with _decoding(path), Image.open(path) as im:
-            original = (int(im.height), int(im.width))
+            stored, orientation = (int(im.height), int(im.width)), _orientation(im)
+            original = stored[::-1] if orientation in _SWAPS_AXES else stored      # (H, W) as displayed
             scale = draft_scale(original, at_least) if im.format == "JPEG" else 1
+            while scale > 1 and orientation not in _PADS_AT_END and (stored[0] % scale or stored[1] % scale):
+                scale //= 2
             if scale > 1:
                 # Pillow picks the largest s in (8, 4, 2, 1) with s * requested <= size: ask for size // scale
-                im.draft(None, (original[1] // scale, original[0] // scale))
+                im.draft(None, (stored[1] // scale, stored[0] // scale))
                 im.load()
-                image = _to_uint8(im, path)
+                image = _to_uint8(_upright(im), path)
                 expected = (-(-original[0] // scale), -(-original[1] // scale))      # ceil((H, W) / scale)
                 if image.shape != expected:
                     raise RuntimeError(f"Pillow decoded the JPEG draft of {path} at {image.shape}, not {expected}; "
@@ -156,8 +203,12 @@ def image_size(path: Path | str) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             width, height = im.size
+            if _orientation(im) in _SWAPS_AXES:         # displayed turned by 90 degrees (EXIF orientation)
+                width, height = height, width
     except FileNotFoundError as err:
         raise DatasetError(f"Image file {path} does not exist; re-download the dataset.") from err
+    except Image.DecompressionBombError as err:
+        raise _too_many_pixels(path, err) from err
     except _DECODE_ERRORS as err:
         raise DatasetError(f"Could not read the header of image {path} ({err}); the file is corrupt, "
                              f"re-download it.") from err
@@ -179,33 +230,109 @@ def save_grey(image: np.ndarray, path: Path | str, quality: int = 95) -> None:
         Image.fromarray(image).save(tmp, format=kind, **options)
 
 
-def list_images(inputs: Iterable) -> list[Path]:
-    """Expand files and folders (sorted image files directly inside) into a list of image paths, each once."""
+class FoundImages(NamedTuple):
+    """What `find_images` returns: the image files, their unique ids, and what the folders held besides."""
+    paths: list[Path]
+    ids: list[str]
+    skipped: dict[str, str]        # file or folder -> why it was left out
+
+
+def _why_not_an_image(path: Path) -> str | None:
+    """None when a file found in a folder is taken as an image, else why it is left out.
+
+    Taken: a known image suffix (`IMAGE_SUFFIXES`: a broken one is then reported when it is read), or any file
+    whose content Pillow identifies (GIF, WebP, an extension-less PNG...) or that is DICOM (often extension-less).
+    """
+    if path.suffix.lower() in IMAGE_SUFFIXES or is_dicom(path):
+        return None
+    try:
+        with Image.open(path):
+            return None
+    except Image.DecompressionBombError:
+        return None                                 # an image: reading it says why it is refused
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError):
+        return "not an image file (neither Pillow nor pydicom recognises it)"
+
+
+def _walk_folder(folder: Path, exclude: set, skipped: dict) -> list[Path]:
+    """Every image file under `folder` and its subfolders, sorted; what is left out goes into `skipped`."""
+    found, searched = [], {folder.resolve()}
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        top_path, keep = Path(top), []
+        for name in sorted(dirs):
+            sub = top_path / name
+            real = sub.resolve()
+            reason = ("a hidden folder, not searched" if name.startswith(".") else
+                      "the output folder, not searched" if real in exclude else
+                      "a link to a folder searched already" if real in searched else None)
+            if reason:
+                skipped[str(sub)] = reason
+            else:
+                searched.add(real)
+                keep.append(name)
+        dirs[:] = keep                               # os.walk enters only these, in this order
+        for name in sorted(files):
+            path = top_path / name
+            reason = "a hidden file" if name.startswith(".") else _why_not_an_image(path)
+            if reason:
+                skipped[str(path)] = reason
+            else:
+                found.append(path)
+    return sorted(found)
+
+
+def find_images(inputs: Iterable, exclude: Iterable = ()) -> FoundImages:
+    """Expand image files and folders into image paths (each once), their ids and the files left out.
+
+    A file given is taken as it is. A folder is searched with its subfolders (links to folders too, each folder
+    once; hidden entries and the folders in `exclude` -- e.g. an output folder inside the input tree -- are left out);
+    a file found there is taken when it has an image suffix or Pillow / pydicom recognises its content, and every
+    other file is listed in ``skipped`` (``{path: reason}``). Ids are paths relative to the deepest folder holding
+    all folders given and all files' folders (`relative_ids`). Raises FileNotFoundError for a missing input or a
+    folder without any image.
+    """
+    exclude = {Path(e).resolve() for e in exclude}
     paths: list[Path] = []
+    roots: list[Path] = []
+    skipped: dict[str, str] = {}
     for item in inputs:
         item = Path(item)
         if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            left_out: dict[str, str] = {}
+            found = _walk_folder(item, exclude, left_out)
             if not found:
-                raise FileNotFoundError(f"Folder {item} holds no image files ({IMAGE_FORMATS}); pass image "
+                listed = "; ".join(f"{Path(p).relative_to(item).as_posix()}: {why}" for p, why in
+                                   list(left_out.items())[:3]) + ("; ..." if len(left_out) > 3 else "")
+                raise FileNotFoundError(f"Folder {item} holds no image files ({IMAGE_FORMATS}), in its subfolders "
+                                        f"neither{f' (left out: {listed})' if left_out else ''}; pass image "
                                         f"files or another folder.")
             paths += found
+            roots.append(item)
+            skipped.update(left_out)
         elif item.is_file():
             paths.append(item)
         else:
             raise FileNotFoundError(f"Image {item} does not exist; check the path.")
     seen: set = set()
-    return [p for p in paths if not (p.resolve() in seen or seen.add(p.resolve()))]
+    paths = [p for p in paths if not (p.resolve() in seen or seen.add(p.resolve()))]
+    return FoundImages(paths, relative_ids(paths, roots), skipped)
 
 
-def relative_ids(paths: Iterable) -> list[str]:
-    """Unique image ids: each path relative to the deepest folder holding all of them, with "/" separators.
+def list_images(inputs: Iterable) -> list[Path]:
+    """Expand files and folders (image files inside, subfolders included) into image paths, each once; see
+    `find_images`, which also gives the ids and what the folders held besides images."""
+    return find_images(inputs).paths
+
+
+def relative_ids(paths: Iterable, roots: Iterable = ()) -> list[str]:
+    """Unique image ids: each path relative to the deepest folder holding all of them (and the folders `roots`,
+    e.g. the folders given to `find_images`), with "/" separators.
 
     ``a/image.png`` and ``b/image.png`` stay apart (their stems would not), one folder's images keep their file
-    names.
+    names, and a folder's images in its subfolders keep the subfolder (``tree/a/x.png`` -> ``a/x.png``).
     """
     paths = [Path(p).absolute() for p in paths]
     if not paths:
         return []
-    base = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    base = Path(os.path.commonpath([str(p.parent) for p in paths] + [str(Path(r).absolute()) for r in roots]))
     return [p.relative_to(base).as_posix() for p in paths]
