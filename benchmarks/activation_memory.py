@@ -1,4 +1,4 @@
-"""How many bytes of activations one training image keeps alive: the figure behind the GPU batch choice (issue 23).
+"""How many bytes of activations one training image keeps alive: the figure behind the GPU batch choice.
 
     python benchmarks/activation_memory.py --peak             # FARNet-DenseNet-121; what engine.py holds
     python benchmarks/activation_memory.py --backbones densenet121 vgg16 --systems fpn msfa_fr --sizes 160x128

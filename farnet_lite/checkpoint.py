@@ -74,7 +74,7 @@ def restore_rng(state: dict, generators: Dict[str, torch.Generator], rank: int =
     CPU first; ``torch.Generator(device="cuda")`` takes a CPU ByteTensor too).
 
     A generator with per-rank states takes rank ``rank``'s; a rank beyond those saved (resumed on more processes)
-    keeps the state it was seeded with. Checkpoints without per-rank states (written before issue 23) restore the
+    keeps the state it was seeded with. Checkpoints without per-rank states (written by earlier versions) restore the
     one saved state on every rank, as they always did.
     """
     py_version, py_state, py_gauss = state["python"]

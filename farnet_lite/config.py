@@ -23,8 +23,8 @@ Presets (:meth:`TrainConfig.preset`; where each setting comes from, field by fie
 * ``fast`` (GPU) and ``demo`` (CPU): speed settings, see :meth:`TrainConfig.preset`.
 
 Precision: a plain ``TrainConfig()`` (and every preset that does not set it: ``fast``) takes ``auto`` -- mixed
-precision on a GPU (bf16 where supported, else fp16), bf16 autocast on a CPU that computes bf16 natively (AVX-512
-BF16 / AMX, Arm ``bf16``), fp32 on any other CPU; the first line of a training run says which was used. ``paper``,
+precision on a GPU (bf16 from compute capability 8.0, else fp16), bf16 autocast on a CPU that computes bf16
+natively (AVX-512 BF16 / AMX, Arm ``bf16``), fp32 on any other CPU; the first line of a training run says which was used. ``paper``,
 ``official``, ``demo`` and ``quick`` pin fp32, so that their numbers are the same on every machine.
 
 Validation follows the paper: ISBI selects the checkpoint on Test1 (never on Test2) and also reports the last
@@ -144,6 +144,10 @@ class TrainConfig:
     # --- loss (farnet_lite.losses)
     loss: str = _option("ewc", "heatmap loss: ewc (Eq. 3), l2 (Eq. 2) or aw (Adaptive Wing)", ("ewc", "l2", "aw"))
     sigma: float = _option(10.0, "Gaussian sigma of the target heatmaps, in pixels of each output's grid (Eq. 1)")
+    sigma_scale: str = _option("output", "what sigma's pixels are: output (each output's grid at this run's input "
+                                         "size, as the official code) or paper (the paper's grid, e.g. ISBI "
+                                         "800x640, scaled to this run's: the paper's width in the image at any "
+                                         "input size)", ("output", "paper"))
     alpha: float = _option(40.0, "EWC base alpha (Eq. 3)")
     origin: float = _option(0.0, "coordinate of the first pixel of the target grid; 1.0 reproduces the official "
                                  "code's offset")
@@ -261,6 +265,13 @@ class TrainConfig:
         return DATASETS[self.dataset]
 
     @property
+    def target_sigma(self) -> float:
+        """The Gaussian sigma the targets are drawn (and sub-pixel peaks decoded) with, in pixels of each output's
+        grid at ``input_size``: ``sigma``, or with ``sigma_scale="paper"`` ``sigma`` scaled from the paper's input
+        size to this run's (ISBI at 320x256: 10 -> 4 px)."""
+        return self.spec.grid_sigma(self.sigma, self.sigma_scale, self.input_size)
+
+    @property
     def num_landmarks(self) -> int:
         return self.spec.landmarks_in(self.data_root)
 
@@ -272,7 +283,7 @@ class TrainConfig:
           with x0.1 at 2/3 of the epochs, batch 1, fp32, 300 epochs (VGG: 900), ImageNet weights on the real
           datasets (the synthetic stand-ins stay offline: random init).
         * ``official``: the official code's pipeline (isbi2015 and its stand-in only; module docstring), fp32.
-        * ``fast``: for a GPU -- batch 8, mixed precision (bf16 where supported, else fp16 + GradScaler),
+        * ``fast``: for a GPU -- batch 8, mixed precision (bf16 from compute capability 8.0, else fp16 + GradScaler),
           channels_last, cosine LR with 5 warm-up epochs and the learning rate scaled by sqrt(batch)
           (1e-4 x sqrt(8) ~ 2.8e-4, the usual rule for Adam), same 300 epochs (so ~8x fewer steps).
         * ``demo``: the CPU demo of ``python -m farnet_lite.demo`` -- 64x64 input, sigma 1.5 px, batch 8,

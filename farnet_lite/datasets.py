@@ -123,12 +123,22 @@ class DatasetSpec:
         sdr = tuple((f"sdr_{r:g}", f"SDR {r:g} mm (%)") for r in self.radii)
         return (("mre", "MRE (mm)"), ("sd", "SD (mm)")) + sdr
 
+    def grid_sigma(self, sigma: float, sigma_scale: str, input_size: Tuple[int, int]) -> float:
+        """``sigma`` in pixels of each output's grid at ``input_size`` (H, W): as given (``sigma_scale="output"``)
+        or given in the paper's grid (``"paper"``: ``self.input_size``) and scaled by the input heights."""
+        if sigma_scale == "output":
+            return float(sigma)
+        if sigma_scale == "paper":
+            return float(sigma) * input_size[0] / self.input_size[0]
+        raise ValueError(f"sigma_scale must be output or paper, got {sigma_scale!r}.")
+
     def target_width(self, sigma: float, input_size: Tuple[int, int]) -> str:
-        """How wide a run's targets are (Eq. 1): ``sigma`` px of each output's grid at ``input_size`` (H, W), said
-        in the paper's grid (``self.input_size``, where the paper's sigma is 10 px) and, where known, in mm of the
-        final output. At a smaller input the same sigma in pixels is a wider Gaussian in the image."""
+        """How wide a run's targets are (Eq. 1): ``sigma`` px of each output's grid at ``input_size`` (H, W) (the
+        run's :attr:`TrainConfig.target_sigma`), said in the paper's grid (``self.input_size``, where the paper's
+        sigma is 10 px) and, where known, in mm of the final output. At a smaller input the same sigma in pixels
+        is a wider Gaussian in the image."""
         scale = self.input_size[0] / input_size[0]                  # paper-grid pixels per training-grid pixel
-        text = f"σ {sigma:g} px of each output's grid"
+        text = f"σ {sigma:.3g} px of each output's grid"
         if self.paper_grid_mm:
             return text + (f" (≈ {sigma * scale * self.paper_grid_mm:.1f} mm; the paper's σ 10 at "
                            f"{self.input_size[0]}×{self.input_size[1]} ≈ {10 * self.paper_grid_mm:.0f} mm)")

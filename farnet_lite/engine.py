@@ -90,7 +90,7 @@ def cuda_native_bf16(device: torch.device) -> bool:
     """Whether the GPU ``device`` computes bf16 natively: compute capability 8.0 (Ampere) or newer.
 
     Not ``torch.cuda.is_bf16_supported()``: by default it counts emulation and answers True on a T4 (7.5), where
-    bf16 convolutions have no cuDNN kernels and run far slower than fp16, if at all (issue 23).
+    bf16 convolutions have no cuDNN kernels and run far slower than fp16, if at all.
     """
     return tuple(torch.cuda.get_device_capability(device)) >= (8, 0)
 
@@ -240,7 +240,7 @@ def fits_on(images: torch.Tensor, device: torch.device, fraction: float = 0.25) 
     return images.numel() * images.element_size() < fraction * free
 
 
-# --- the batch a GPU holds (issue 23)
+# --- the batch a GPU holds
 
 ACTIVATION_BYTES_PER_PIXEL = {"fp32": 5313.0, "half": 2773.5}
 """Bytes of activations one training image keeps for the backward pass, per input pixel, in fp32 and in half

@@ -80,7 +80,7 @@ def predict_batch(model, images: torch.Tensor, input_size, config: TrainConfig,
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         output = model(network_input(images, config.channels_last, config.official_scaling))
     final = output.final.float()                                           # (B, K, h, w): h = H or H/2
-    codec = HeatmapCodec(tuple(input_size), tuple(final.shape[-2:]), config.sigma, config.origin,
+    codec = HeatmapCodec(tuple(input_size), tuple(final.shape[-2:]), config.target_sigma, config.origin,
                          config.decode_origin)
     return codec.decode(final, config.decode)                              # (B, K, 2) input grid, (B, K)
 

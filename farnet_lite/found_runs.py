@@ -37,12 +37,13 @@ class FoundRun:
     def conditions(self, selected: bool = True) -> str:
         """One line on how the run was obtained: input size, epochs, weights, batch, target width, how the
         reported epoch was chosen (``selected=False``: the line of its last epoch), device; synthetic runs say so."""
-        c = self.config
+        c, spec = self.config, DATASETS[self.config["dataset"]]
         h, w = c.get("input_size", ("?", "?"))
         init = "random init" if c.get("pretrained", False) is False else "ImageNet init"
         device = self.provenance.get("device") or "device not recorded"
+        sigma = spec.grid_sigma(c.get("sigma", 10.0), c.get("sigma_scale", "output"), (h, w))
         text = (f"{h}×{w}, {self.epochs_done}/{c.get('epochs', '?')} epochs, {init}, batch {c.get('batch_size', '?')}, "
-                f"{DATASETS[c['dataset']].target_width(c.get('sigma', 10.0), (h, w))}, ")
+                f"{spec.target_width(sigma, (h, w))}, ")
         best, val = self.provenance.get("best_epoch"), c.get("val_split")
         if best and val and selected:
             text += f"epoch {best} of {self.epochs_done} selected on {val}"
@@ -55,6 +56,10 @@ class FoundRun:
         return text
 
 
+ABLATIONS_FOLDER = "ablations"
+"""``results/ablations/<study>/<variant>``: the runs of ``tools/ablate.py``, which no table takes as a row."""
+
+
 def find_runs(results_dir: Union[str, Path]) -> List[FoundRun]:
     """Every run folder below ``results_dir`` (a ``config.json`` beside at least one predictions or metrics file)."""
     found = []
@@ -64,6 +69,8 @@ def find_runs(results_dir: Union[str, Path]) -> List[FoundRun]:
     for config_path in sorted(root.rglob("config.json")):
         folder = config_path.parent
         if folder.name.startswith(".") or not any(folder.glob("predictions_*.csv")):
+            continue
+        if folder.relative_to(root).parts[0] == ABLATIONS_FOLDER:   # paired short runs, not rows of a table
             continue
         provenance_path = folder / "provenance.json"
         provenance = json.loads(provenance_path.read_text()) if provenance_path.is_file() else {}

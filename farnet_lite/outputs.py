@@ -7,7 +7,9 @@ reader never sees a half-written CSV and an interrupted run leaves the previous 
 ``farnet predict`` are drawn by ``farnet_lite.plots.save_overlay``.
 
 Floats are written at full precision (a predictions CSV reproduces its run's metrics exactly); the training log
-keeps 6 significant digits. Predictions CSV columns: ``image_id,landmark,x,y,score`` -- ``landmark`` is 1-based as in the datasets' own
+keeps 6 significant digits.
+
+Predictions CSV columns: ``image_id,landmark,x,y,score`` -- ``landmark`` is 1-based as in the datasets' own
 files; ``x, y`` are in original-image pixels, 0-based, pixel centres at integers; ``score`` is the peak value
 of the decoded heatmap (about 1 for a confident, Gaussian-shaped peak). ``farnet predict`` adds ``source`` (the
 image file) and, when some image states its pixel spacing (DICOM, or a custom CSV's ``spacing_mm``), ``x_mm, y_mm``

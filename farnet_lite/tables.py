@@ -219,7 +219,8 @@ def _kit_lines(table, row, kind, members: List[Experiment], cells: Optional[pd.D
             if last is not None and last.is_file():   # the run's last epoch, beside the selected checkpoint
                 ours = float(json.loads(last.read_text()).get(metric, math.nan))
                 lines.append(dict(head, row=f"{row} · last epoch", ours=ours, diff=ours - value, run=str(last.parent),
-                                  conditions="last epoch instead of the selected checkpoint; " + found[0].conditions(False)))
+                                  conditions="last epoch instead of the selected checkpoint; "
+                                             + found[0].conditions(False)))
     return lines
 
 

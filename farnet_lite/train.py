@@ -108,7 +108,7 @@ def train_one_epoch(model, source: BatchSource, order: torch.Tensor, optimizer, 
         x = network_input(images, config.channels_last, config.official_scaling)  # (B, 3, H, W)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             output = model(x)
-        loss = coarse_to_fine_loss(output, points, config.input_size, sigma=config.sigma, loss=config.loss,
+        loss = coarse_to_fine_loss(output, points, config.input_size, sigma=config.target_sigma, loss=config.loss,
                                    alpha=config.alpha, origin=config.origin, mask=known)
         reported = distributed.mean_over_ranks(loss.detach(), info)
         value = float(reported)

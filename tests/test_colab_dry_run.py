@@ -1,4 +1,4 @@
-"""The code a Colab T4 runs, run here on the CPU (issue 23): no GPU, so the device is faked where the code asks.
+"""The code a Colab T4 runs, run here on the CPU: no GPU, so the device is faked where the code asks.
 
 What a GPU run does differently, and how each is exercised here:
 
@@ -215,7 +215,7 @@ def test_on_gpu_stands_for_a_cuda_tensor():
     with pytest.raises(TypeError, match="call .cpu"):
         fake.numpy()
     with pytest.raises((TypeError, RuntimeError)):
-        torch.set_rng_state(fake)                   # what restore_rng did before issue 23
+        torch.set_rng_state(fake)                   # what restore_rng did before it moved states to the CPU
     assert torch.equal(fake.cpu(), torch.get_rng_state())
 
 
@@ -223,7 +223,7 @@ def test_rng_states_loaded_onto_a_gpu_restore_and_old_single_states_still_do():
     data, augment = torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)
     generators = {"data": data, "augment": augment}
     state = capture_rng(generators, per_rank={"augment": [augment.get_state()]})
-    old = {k: v for k, v in capture_rng(generators).items()}          # before issue 23: no per-rank states
+    old = {k: v for k, v in capture_rng(generators).items()}          # older checkpoints: no per-rank states
     assert "per_rank" not in old
 
     def draws():

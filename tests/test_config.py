@@ -135,3 +135,41 @@ def test_a_path_object_for_a_path_field_is_kept_as_its_text(tmp_path):
     assert (config.data_root, config.cache_dir, config.output_dir) == (
         str(tmp_path / "isbi"), str(tmp_path / "c"), str(tmp_path / "run"))
     assert TrainConfig.from_json(config.to_json()) == config
+
+
+def test_sigma_in_the_papers_grid_is_scaled_to_the_training_grid():
+    """``sigma_scale="paper"``: sigma 10 of ISBI's 800x640 is 4 px at 320x256 and 2 px at 160x128, the same width
+    in the image; ``"output"`` (the default, the official code's) keeps 10 px at any size."""
+    paper = TrainConfig(dataset="isbi2015", data_root="x", input_size=(320, 256), sigma_scale="paper")
+    assert paper.target_sigma == pytest.approx(4.0)
+    assert dataclasses.replace(paper, input_size=(160, 128)).target_sigma == pytest.approx(2.0)
+    assert dataclasses.replace(paper, input_size=(800, 640)).target_sigma == pytest.approx(10.0)
+    assert TrainConfig(dataset="isbi2015", data_root="x", input_size=(320, 256)).target_sigma == 10.0
+    spine = TrainConfig(dataset="spine", data_root="x", input_size=(384, 192), sigma=10.0, sigma_scale="paper")
+    assert spine.target_sigma == pytest.approx(10 * 384 / 1024)
+    with pytest.raises(ValueError, match="sigma_scale"):
+        TrainConfig(dataset="isbi2015", sigma_scale="mm")
+
+
+def test_the_run_trains_and_decodes_with_the_target_sigma(monkeypatch, tmp_path):
+    """train() draws its targets with ``target_sigma`` and predict_batch decodes with it (not the raw sigma)."""
+    from farnet_lite import train as train_module
+    from farnet_lite.heatmaps import HeatmapCodec
+    seen = {}
+    real_loss, real_init = train_module.coarse_to_fine_loss, HeatmapCodec.__init__
+
+    def loss(*args, sigma, **kwargs):
+        seen.setdefault("loss", sigma)
+        return real_loss(*args, sigma=sigma, **kwargs)
+
+    def init(self, input_size, heatmap_size, sigma, *args, **kwargs):
+        seen.setdefault("codec", sigma)
+        real_init(self, input_size, heatmap_size, sigma, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "coarse_to_fine_loss", loss)
+    monkeypatch.setattr(HeatmapCodec, "__init__", init)
+    from engine_helpers import tiny_config
+    config = tiny_config(tmp_path, epochs=1, sigma=20.0, sigma_scale="paper", save_checkpoints=False)
+    train_module.train(config)
+    assert config.target_sigma == pytest.approx(20.0 * 32 / 160)        # the stand-in's paper grid: 160x128
+    assert seen == {"loss": pytest.approx(config.target_sigma), "codec": pytest.approx(config.target_sigma)}

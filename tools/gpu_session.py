@@ -31,7 +31,7 @@ recorded (ok / partial / error / skipped) in provenance.json even when another f
 4. ``compile``, only when ``--compile-budget-s`` gives it time, and last, its budget kept back from the training
    steps: the fast path under ``torch.compile`` in a subprocess killed at its budget, and whether its compile time
    pays for itself over the paper's 300-epoch ISBI schedule. Off by default: its former 90 s were 17 % of a 540 s
-   session, and FARNet's forward + backward did not compile within 540 s on 2 CPU cores (issue 23).
+   session, and FARNet's forward + backward did not compile within 540 s on 2 CPU cores.
 
 Files under ``--out`` (7, each far below 16 MiB, no checkpoints): benchmark.json, isbi_metrics.json,
 isbi_predictions.csv, spine_metrics.json, spine_predictions.csv (``split,image_id,landmark,x,y,score``: original
