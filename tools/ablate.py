@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -32,6 +33,22 @@ from farnet_lite.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ("mre", "sd", "sdr_2", "sdr_2.5", "sdr_3", "sdr_4")
+
+
+def machine() -> str:
+    """The CPU model (from /proc/cpuinfo where there is one) and its core count."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        model = names[0] if names else model
+    return f"{model}, {os.cpu_count()} cores, no GPU"
+
+
+def _provenance(folder: Path) -> dict:
+    path = folder / "provenance.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def parse_changes(pairs) -> dict:
@@ -103,14 +120,18 @@ def main(argv=None) -> int:
     configs = [variant_config(args, name, changes) for name, changes in variants]   # every config valid first
     rows, out = [], Path(args.results_dir) / args.study
     for (name, changes), config in zip(variants, configs):
-        started = time.time()
-        if not run_finished(config.output_dir, config):
+        started, earlier = time.time(), _provenance(out / name)
+        trained = not run_finished(config.output_dir, config)
+        if trained:
             train(config, resume=True)
         provenance = dict(
             command="python " + " ".join(["tools/ablate.py", *(argv if argv is not None else sys.argv[1:])]),
-            commit=git_commit(), device=device_description("cpu"), machine=platform.processor() or platform.machine(),
-            variant=name, changes=changes, wall_seconds_this_call=round(time.time() - started, 1),
-            pretrained=False, note="ablation run: Test1 at the last epoch, no selection; not a table row")
+            commit=git_commit() if trained or "commit" not in earlier else earlier["commit"],
+            device=device_description("cpu"), machine=earlier.get("machine") if not trained and
+            earlier.get("machine") else machine(), variant=name, changes=changes, pretrained=False,
+            wall_seconds=round(time.time() - started, 1) if trained else earlier.get("wall_seconds"),
+            note="ablation run: Test1 at the last epoch, no selection; not a table row; commit and machine are "
+                 "those of the call that trained it")
         export_run(config.output_dir, out / name, provenance)
         rows.append(row_of(name, changes, config, out / name))
     frame = pd.DataFrame(rows)
