@@ -53,3 +53,10 @@ def run_cli(args, env=None, timeout=300, module=("-m", "farnet_lite.cli")) -> su
     full_env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     return subprocess.run([sys.executable, *module, *map(str, args)], cwd=REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(capsys) -> str:
+    """The stderr of a CLI call that failed as it should: one line, no traceback."""
+    err = capsys.readouterr().err.strip()
+    assert err and "\n" not in err and "Traceback" not in err, err
+    return err

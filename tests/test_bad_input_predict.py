@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from engine_helpers import one_line_error
 from farnet_lite.checkpoint import build_model_from_config, save_checkpoint
 from farnet_lite.cli import main
 from farnet_lite.config import TrainConfig
@@ -20,12 +21,6 @@ from farnet_lite.evaluate import evaluate, predict
 from farnet_lite.plots import OVERLAY_MAX_SIDE, overlay_copy
 
 BLOCKS = np.kron(np.arange(48, dtype=np.uint8).reshape(8, 6) * 5, np.ones((8, 8), np.uint8))   # (64, 48)
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err and "\n" not in err and "Traceback" not in err, err
-    return err
 
 
 @pytest.fixture(scope="module")

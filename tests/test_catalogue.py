@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engine_helpers import cli_args, tiny_config, tiny_overrides
+from engine_helpers import cli_args, one_line_error, tiny_config, tiny_overrides
 from farnet_lite.atomic import (RunFolderLocked, acquire_run_lock, atomic_path, os_error_sentence, release_run_lock,
                                 run_lock, sweep_stale_temps)
 from farnet_lite.cli import main
@@ -27,12 +27,6 @@ def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err and "\n" not in err and "Traceback" not in err, err
-    return err
 
 
 @pytest.fixture(scope="module")
