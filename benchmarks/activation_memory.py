@@ -19,9 +19,9 @@ autocast casts the same ops, convolutions and matrix products, to the same 2-byt
 
 Autograd saves the same tensors on a GPU as on the CPU (cuDNN's convolution and batch norm keep their inputs as
 the CPU kernels do), so (1) carries over; (2) is a CPU figure, used on a GPU as an estimate (cuDNN's workspaces
-differ from oneDNN's), which is why :func:`farnet_lite.engine.fit_batch_size` also keeps part of the free memory
+differ from oneDNN's), which is why :func:`farnet_lite.engine.runtime.fit_batch_size` also keeps part of the free memory
 unused. The printed ``ACTIVATION_BYTES_PER_PIXEL`` and ``STEP_PEAK_FACTOR`` lines are what
-``farnet_lite/engine.py`` holds; paste them there when the model changes.
+``farnet_lite/engine/runtime.py`` holds; paste them there when the model changes.
 """
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ from pathlib import Path
 
 import torch
 
-from farnet_lite.engine import (BYTES_PER_PARAMETER, MEMORY_SHARE, fit_batch_size, network_input,
-                                step_bytes_per_image, step_memory_bytes)
+from farnet_lite.engine.runtime import (BYTES_PER_PARAMETER, MEMORY_SHARE, fit_batch_size, network_input,
+                                        step_bytes_per_image, step_memory_bytes)
 from farnet_lite.losses import coarse_to_fine_loss
 from farnet_lite.systems import build_model
 
@@ -136,9 +136,9 @@ def measure(system: str, backbone: str, sizes, peak: bool) -> dict:
 
 def memory_table() -> str:
     """README.md's table: what a training step of each preset needs and the batch each GPU gets (estimated from
-    farnet_lite/engine.py's measured figures, as ``train()`` does on a GPU)."""
-    from farnet_lite.checkpoint import build_model_from_config
+    farnet_lite/engine/runtime.py's measured figures, as ``train()`` does on a GPU)."""
     from farnet_lite.config import TrainConfig
+    from farnet_lite.systems import build_model_from_config
 
     head = " | ".join(f"{name} {gib} GiB" for name, gib in GPUS)
     lines = [f"| preset | input (H×W) | precision | batch | GiB per image | GiB per step | {head} |",

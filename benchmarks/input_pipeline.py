@@ -4,7 +4,7 @@
         --data-root ../shared/data/isbi2015 --out results/audit/input_pipeline.json
 
 The same checkpoint predicts the same split (default ISBI Test1) from four versions of its input images, all at the
-checkpoint's input size, and each is scored like ``farnet evaluate`` (``farnet_lite.evaluate.evaluate_cache``):
+checkpoint's input size, and each is scored like ``farnet evaluate`` (``farnet_lite.engine.evaluate.evaluate_cache``):
 
     (a) kit        JPEG draft decode (``read_reduced``) + PIL BILINEAR (antialiased) + JPEG q93 cache: the default
     (b) kit-png    the same, stored losslessly (``prepare_cache(..., codec="png")``)
@@ -37,12 +37,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from farnet_lite.checkpoint import load_model
 from farnet_lite.data.cache import PreparedCache, decode_image, encode_image, resize_image
 from farnet_lite.data.imageio import load_grey
-from farnet_lite.evaluate import evaluate_cache
+from farnet_lite.engine.checkpoint import load_model
+from farnet_lite.engine.evaluate import evaluate_cache
+from farnet_lite.engine.splits import open_split
 from farnet_lite.heatmaps import rescale_points
-from farnet_lite.splits import open_split
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {"a": "kit: draft decode + PIL bilinear (antialias) + JPEG q93",

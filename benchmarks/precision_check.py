@@ -1,4 +1,4 @@
-"""Does bf16 autocast change FARNet's results by more than noise? (prints figures; issue 16's check)
+"""Does bf16 autocast change FARNet's results by more than noise? (prints figures)
 
     python benchmarks/precision_check.py --checkpoint runs/isbi2015-320x256/best.pt --split test1 \\
         --train-epochs 3 --output results/benchmark/precision-check.json
@@ -9,7 +9,7 @@ Two measurements, both fp32 against bf16 on the same machine:
    in bf16 autocast (same weights, same cache, same decoding). Printed: how far the two predictions of each
    landmark lie apart (mean / 95th percentile / max, in original pixels and in mm where the dataset has a fixed
    spacing) and the split's MRE in both precisions.
-2. **A short training run in both precisions**: the course's quick run (``farnet_lite.quickrun.quick_config``:
+2. **A short training run in both precisions**: the course's quick run (``farnet_lite.reproduction.quickrun.quick_config``:
    real ISBI 2015 when a copy is found, else the synthetic copy), trained ``--train-epochs`` epochs from the same
    seed in fp32 and in bf16, with Test1 scored after every epoch. Printed: both curves (training loss, Test1
    MRE) side by side.
@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from farnet_lite.checkpoint import load_checkpoint
-from farnet_lite.evaluate import evaluate
-from farnet_lite.quickrun import quick_config
-from farnet_lite.train import train
+from farnet_lite.engine.checkpoint import load_checkpoint
+from farnet_lite.engine.evaluate import evaluate
+from farnet_lite.engine.train import train
+from farnet_lite.reproduction.quickrun import quick_config
 
 
 def decoding_difference(checkpoint: Path, split: str, data_root=None) -> dict:

@@ -1,10 +1,10 @@
-"""How much faster is a CPU training step with the small-map GEMM? (prints figures; farnet_lite.cpu)
+"""How much faster is a CPU training step with the small-map GEMM? (prints figures; farnet_lite.engine.cpu)
 
     python benchmarks/small_map_gemm.py --sizes 64x64 96x64 160x128 --batch 2 --steps 6 \\
         --output results/benchmark/small-map-gemm.json
 
 FARNet (DenseNet-121, K = 19, random init) takes training steps on random images at each ``--sizes`` entry (H x W),
-once with plain ``nn.Conv2d`` (oneDNN) and once after :func:`farnet_lite.cpu.use_small_map_gemm`, from the same
+once with plain ``nn.Conv2d`` (oneDNN) and once after :func:`farnet_lite.engine.cpu.use_small_map_gemm`, from the same
 weights, with the process-level fast CPU path applied (allocator, threads). The two variants alternate step by step,
 so that a machine whose speed drifts (a shared CPU) slows both alike. Printed per size: the median seconds per step
 of each, their ratio, and how many convolutions of the network took the GEMM path at that size. fp32, fused Adam.
@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from farnet_lite.config import TrainConfig
-from farnet_lite.cpu import SmallMapConv2d, prepare_cpu, use_small_map_gemm
-from farnet_lite.engine import build_optimizer, network_input
+from farnet_lite.engine.cpu import SmallMapConv2d, prepare_cpu, use_small_map_gemm
+from farnet_lite.engine.runtime import build_optimizer, network_input
 from farnet_lite.losses import coarse_to_fine_loss
 from farnet_lite.systems import build_model
 

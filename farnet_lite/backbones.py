@@ -1,7 +1,5 @@
 """Backbones: torchvision VGG / ResNet / DenseNet as a pyramid of feature levels L0-L5 (paper §3.1, §4.3).
 
-Introduced in notebook 03_backbones_feature_pyramid.
-
 Every backbone returns six feature maps, one per level, so that the decoder (MSFA, FR, FPN) never needs to
 know which network produced them; it only reads :attr:`Backbone.channels`::
 
@@ -59,7 +57,7 @@ Pretrained = Union[bool, str, os.PathLike]
 def check_input_size(images: Tensor) -> None:
     """Raise a clear ValueError unless ``images`` is ``(B, 3, H, W)`` with H and W multiples of 32.
 
-    Introduced in notebook 03_backbones_feature_pyramid. Five stride-2 stages halve the image five times, and every decoder
+ Five stride-2 stages halve the image five times, and every decoder
     adds an up-sampled level to the level above it, so both sides must divide by 32 exactly.
     """
     if images.ndim != 4 or images.shape[1] != 3:
@@ -160,8 +158,6 @@ class DenseNetBackbone(Backbone):
 
 def build_backbone(name: str, pretrained: Pretrained = False, level0: bool = True, c0_kernel: int = 3) -> Backbone:
     """Build one of :data:`BACKBONES` as a :class:`Backbone` exposing levels L0-L5.
-
-    Introduced in notebook 03_backbones_feature_pyramid.
 
     Args:
         name: "vgg16", "vgg19", "resnet101", "resnet152", "densenet121" or "densenet169".

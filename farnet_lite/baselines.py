@@ -1,6 +1,6 @@
 """The baselines of the paper's Table 2: a U-Net trained from scratch and an FPN on DenseNet-121.
 
-Introduced in notebook 04_msfa_module. Both return a :class:`farnet_lite.layers.HeatmapOutput` whose
+ Both return a :class:`farnet_lite.layers.HeatmapOutput` whose
 ``final`` is ``(B, K, H, W)`` at the input resolution and whose ``coarse`` is None, so they train, decode and
 evaluate exactly like FARNet.
 
@@ -60,8 +60,6 @@ class UNet(nn.Module):
 
 class FPN(nn.Module):
     """Feature pyramid network on a backbone's L2-L5 (Table 2 baseline, DenseNet-121 in the paper).
-
-    Introduced in notebook 04_msfa_module.
 
     ``(B, 3, H, W)`` -> ``HeatmapOutput((B, K, H, W), None)``.
     """

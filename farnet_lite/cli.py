@@ -28,16 +28,17 @@ import sys
 from typing import Optional, Sequence
 
 from farnet_lite.atomic import RunFolderLocked, os_error_sentence
-from farnet_lite.benchmark import add_benchmark_arguments, run_benchmark
-from farnet_lite.checkpoint import load_checkpoint
-from farnet_lite.config import PRESETS, TrainConfig, config_fields
+from farnet_lite.config import GROUPS, PRESETS, TrainConfig, config_fields
 from farnet_lite.data.errors import DatasetError
 from farnet_lite.data.imageio import IMAGE_FORMATS
-from farnet_lite.evaluate import check_batch_size, evaluate, predict
-from farnet_lite.experiments import TABLES
-from farnet_lite.options import DefaultsFormatter, add_alias, add_field_option, show_value
-from farnet_lite.reproduce import reproduce
-from farnet_lite.train import train
+from farnet_lite.engine.benchmark import add_benchmark_arguments, run_benchmark
+from farnet_lite.engine.checkpoint import load_checkpoint
+from farnet_lite.engine.evaluate import check_batch_size, evaluate
+from farnet_lite.engine.options import DefaultsFormatter, add_alias, add_field_option, show_value
+from farnet_lite.engine.predict import predict
+from farnet_lite.engine.train import train
+from farnet_lite.reproduction.experiments import TABLES
+from farnet_lite.reproduction.reproduce import reproduce
 
 COMMANDS = ("train", "evaluate", "predict", "benchmark", "reproduce")
 SHOWN_SKIPPED = 20   # farnet predict: files of the input folders left out (not images), listed one per line
@@ -47,9 +48,11 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     """One option per TrainConfig field; unset options keep the base config's value (argparse.SUPPRESS). The
     default shown is what a bare ``farnet train`` runs: the paper preset of the default dataset."""
     shown_for = TrainConfig.preset(config_fields()["dataset"].default, "paper")
-    group = parser.add_argument_group(f"run configuration (unset options take the --preset's values for the "
-                                      f"--dataset; shown: --preset paper --dataset {shown_for.dataset})")
+    groups = {key: parser.add_argument_group(title) for key, title in GROUPS.items()}
+    groups["data"].description = (f"Unset options take the --preset's values for the --dataset; shown: --preset "
+                                   f"paper --dataset {shown_for.dataset}.")
     for name, f in config_fields().items():
+        group = groups[f.metadata["group"]]
         value = getattr(shown_for, name)
         if f.default is None and value is not None:
             text = f"the dataset's; {shown_for.dataset}: {show_value(value)}"
@@ -67,7 +70,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
     ``--resume PATH`` continues the run in the folder that holds PATH (a run copied or moved elsewhere writes
     there, never into the folder its saved config names); with ``--output-dir`` given too, the run continues
-    from PATH into that folder instead (PATH's folder is left as it is; see :func:`farnet_lite.train.train`).
+    from PATH into that folder instead (PATH's folder is left as it is; see :func:`farnet_lite.engine.train.train`).
     """
     fields = config_fields()
     given = {name: getattr(args, name) for name in fields if hasattr(args, name)}

@@ -1,7 +1,5 @@
 """One run = one :class:`TrainConfig`: the paper's settings per dataset, a GPU ``fast`` preset and a CPU ``demo``.
 
-Introduced in notebook 06_training_on_gpu.
-
 The same presets serve the CLI (``farnet train --dataset isbi2015 --preset paper``) and the notebooks
 (``TrainConfig.preset("isbi2015", "paper")``). A config is saved as ``config.json`` in every run directory and,
 as a JSON string, inside every checkpoint, so a run can always be re-created and resumed.
@@ -14,18 +12,15 @@ Presets (:meth:`TrainConfig.preset`; where each setting comes from, field by fie
   900 for the VGG backbones (§4.3). Where the text and the official code disagree the preset takes the defensible
   one: Adam at 1e-4 divided by 10 at 2/3 of the epochs (official ``MultiStepLR([200], 0.1)`` over 300) instead of
   the text's Adadelta at 1e-4, which barely moves the weights in 300 epochs (notebook 06 measures it);
-  ``optimizer="adadelta"`` is there for anyone who wants to try it. fp32, as the published runs (on a GPU): the
-  field's default ``auto`` would use bf16 on a GPU and on a bf16-native CPU; ``--precision auto`` is the fast CPU
-  path for anyone who wants it (issue 16 measures what bf16 changes).
+  ``optimizer="adadelta"`` is there for anyone who wants to try it. fp32, as the published runs.
 * ``official``: the official code's pipeline as a whole (ISBI only): 1-based target grid decoded 0-based, no /255,
-  C0 as a 1x1 convolution, BatchNorm in training mode when predicting, Adam + step, the last epoch kept (no Test1
+  C0 as a 1x1 and MSFA's L5 fusion as a 3x3 convolution, BatchNorm in training mode when predicting, Adam +
+  step, the last epoch kept (no Test1
   selection), Test1 only, ground truth truncated by the scorer, fp32. Each is also a field of its own.
 * ``fast`` (GPU) and ``demo`` (CPU): speed settings, see :meth:`TrainConfig.preset`.
 
-Precision: a plain ``TrainConfig()`` (and every preset that does not set it: ``fast``) takes ``auto`` -- mixed
-precision on a GPU (bf16 from compute capability 8.0, else fp16), bf16 autocast on a CPU that computes bf16
-natively (AVX-512 BF16 / AMX, Arm ``bf16``), fp32 on any other CPU; the first line of a training run says which was used. ``paper``,
-``official``, ``demo`` and ``quick`` pin fp32, so that their numbers are the same on every machine.
+Precision: presets that do not pin fp32 (``fast``, a plain ``TrainConfig()``) take ``auto`` -- mixed precision on a
+GPU, bf16 on a CPU that computes it natively, else fp32; the first line of a training run says which was used.
 
 Validation follows the paper: ISBI selects the checkpoint on Test1 (never on Test2) and also reports the last
 epoch; the hand keeps the last epoch (Payer et al.'s protocol: the reported fold never selects a checkpoint); the
@@ -47,18 +42,23 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
 from farnet_lite.atomic import atomic_path
-from farnet_lite.backbones import BACKBONES
 from farnet_lite.datasets import DATASETS, DatasetSpec
-from farnet_lite.systems import SYSTEMS
 
-__all__ = ["DATASETS", "DatasetSpec", "PRESETS", "TrainConfig", "config_fields"]
+__all__ = ["DATASETS", "DatasetSpec", "GROUPS", "PRESETS", "TrainConfig", "config_fields"]
 
-PRESETS = ("paper", "official", "fast", "demo", "quick")
+PRESETS = ("paper", "official", "fast", "demo", "quick", "scratch")
 PAPER_EPOCHS = 300
 """Epochs of every paper run (§4.2) ..."""
 VGG_EPOCHS = 900
 """... except the VGG backbones, which need 900 to converge (§4.3)."""
+SCRATCH_EPOCHS = 24
+"""Epochs of the ``scratch`` preset (results/ablations: 12 epochs at 160x128 reach Test1 1.61 mm, 4 reach 1.93)."""
 
+
+def scratch_size(paper_size) -> Tuple[int, int]:
+    """The ``scratch`` preset's input: a fifth of the paper's (H, W), each side a multiple of 32, at least 64
+    (ISBI 800x640 -> 160x128, hand 512x512 -> 96x96, spine 1024x512 -> 192x96)."""
+    return tuple(max(64, 32 * round(side / 5 / 32)) for side in paper_size)
 
 
 def _flag(name: str) -> str:
@@ -101,9 +101,25 @@ def _type_problem(hint, value) -> Optional[str]:
     return None
 
 
-def _option(default, help: str, choices: Optional[Tuple] = None):
-    """A TrainConfig field whose ``metadata`` carries its help text and choices (the CLI is built from them)."""
-    metadata = {"help": help} if choices is None else {"help": help, "choices": tuple(choices)}
+GROUPS = {
+    "data": "data: what is read and how it is split",
+    "model": "model: the architecture (Tables 1 and 2)",
+    "targets": "targets, loss and decoding (Eqs. 1-3, §3.2)",
+    "optimisation": "optimisation",
+    "official": "the official code's quirks (docs/FIDELITY.md; --preset official sets them all)",
+    "speed": "speed (same weights, same numbers up to float rounding)",
+    "run": "the run: seed, folders, checkpoints",
+}
+"""The sections of :class:`TrainConfig` in order (its fields' ``metadata["group"]``; ``farnet train --help``
+shows one argument group each)."""
+
+
+def _option(group: str, default, help: str, choices: Optional[Tuple] = None):
+    """A TrainConfig field of section ``group`` whose ``metadata`` carries its help text and choices (the CLI is
+    built from them)."""
+    metadata = {"group": group, "help": help}
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -111,92 +127,102 @@ def _option(default, help: str, choices: Optional[Tuple] = None):
 class TrainConfig:
     """Everything that defines a run. Saved as JSON with every run and checkpoint.
 
-    Introduced in notebook 06_training_on_gpu.
-
     Sizes are ``(H, W)``; both must be multiples of 32 (the backbone's stride). Fields whose default is None
     and that describe the data (splits, input size, augmentation) take the dataset's values from its
     :class:`~farnet_lite.datasets.DatasetSpec` at construction. Every value is checked at construction: a
     misspelt name fails here, with the choices, before any data is read.
     """
 
-    # --- data
-    dataset: str = _option("isbi2015", "dataset name", tuple(DATASETS))
-    data_root: Optional[str] = _option(None, "folder of the dataset in its public layout (synthetic datasets: "
-                                             "written under --cache-dir when not given)")
-    train_split: Optional[str] = _option(None, "split to train on")
-    val_split: Optional[str] = _option(None, "split that selects best.pt (isbi2015: test1, as the paper; never "
-                                             "test2); empty: no selection, the last epoch is kept")
-    eval_splits: Optional[Tuple[str, ...]] = _option(None, "splits evaluated with best.pt after training "
-                                                           "(predictions for all, metrics if labelled)")
-    fold: int = _option(1, "hand: Payer et al.'s cross-validation set 1-3; spine: fold 1-5 of the training set")
-    annotation: str = _option("mean", "isbi2015 ground truth: mean of the two doctors (paper), senior or junior",
-                              ("mean", "senior", "junior"))
-    input_size: Optional[Tuple[int, int]] = _option(None, "network input H W (multiples of 32)")
-    # --- model (the Table 2 factory)
-    system: str = _option("msfa_fr", "architecture of Table 2 (msfa_fr = FARNet: MSFA + FR)", SYSTEMS)
-    backbone: str = _option("densenet121", "ImageNet backbone of Table 1", BACKBONES)
-    pretrained: Union[bool, str] = _option(False, "ImageNet backbone weights: false, true (downloads once) or the "
-                                                  "path of a state dict")
-    c0_kernel: int = _option(3, "kernel of C0, the convolution on the input image (§3.1.2: 3; official code: 1)",
-                             (1, 3))
-    official_scaling: bool = _option(False, "ImageNet mean/std applied to 0-255 pixels without /255, as the "
-                                            "official data.py")
-    # --- loss (farnet_lite.losses)
-    loss: str = _option("ewc", "heatmap loss: ewc (Eq. 3), l2 (Eq. 2) or aw (Adaptive Wing)", ("ewc", "l2", "aw"))
-    sigma: float = _option(10.0, "Gaussian sigma of the target heatmaps, in pixels of each output's grid (Eq. 1)")
-    sigma_scale: str = _option("output", "what sigma's pixels are: output (each output's grid at this run's input "
-                                         "size, as the official code) or paper (the paper's grid, e.g. ISBI "
-                                         "800x640, scaled to this run's: the paper's width in the image at any "
-                                         "input size)", ("output", "paper"))
-    alpha: float = _option(40.0, "EWC base alpha (Eq. 3)")
-    origin: float = _option(0.0, "coordinate of the first pixel of the target grid; 1.0 reproduces the official "
-                                 "code's offset")
-    decode_origin: Optional[float] = _option(None, "grid origin the argmax is read with; unset: --origin (decoding "
-                                                   "inverts encoding); 0 with --origin 1 is the official code's bias")
-    decode: str = _option("argmax", "heatmap decoding: argmax (the paper's NMS, §3.2) or subpixel",
+    # --- data: what is read and how it is split
+    dataset: str = _option("data", "isbi2015", "dataset name", tuple(DATASETS))
+    data_root: Optional[str] = _option("data", None, "folder of the dataset in its public layout (synthetic "
+                                                     "datasets: written under --cache-dir when not given)")
+    train_split: Optional[str] = _option("data", None, "split to train on")
+    val_split: Optional[str] = _option("data", None, "split that selects best.pt (isbi2015: test1, as the paper; "
+                                                     "never test2); empty: no selection, the last epoch is kept")
+    eval_splits: Optional[Tuple[str, ...]] = _option("data", None, "splits evaluated with best.pt after training "
+                                                                   "(predictions for all, metrics if labelled)")
+    fold: int = _option("data", 1, "hand: Payer et al.'s cross-validation set 1-3; spine: fold 1-5 of the "
+                                   "training set")
+    annotation: str = _option("data", "mean", "isbi2015 ground truth: mean of the two doctors (paper), senior or "
+                                              "junior", ("mean", "senior", "junior"))
+    input_size: Optional[Tuple[int, int]] = _option("data", None, "network input H W (multiples of 32)")
+    augment: Optional[bool] = _option("data", None, "random affine + intensity augmentation on the device")
+    # --- model (farnet_lite.systems: the names are checked where the model is built)
+    system: str = _option("model", "msfa_fr", "architecture of Table 2: unet, fpn, msfa_add, msfa, msfa_fr_naive "
+                                              "or msfa_fr (FARNet: MSFA + FR)")
+    backbone: str = _option("model", "densenet121", "ImageNet backbone of Table 1 (farnet_lite.backbones.BACKBONES)")
+    pretrained: Union[bool, str] = _option("model", False, "ImageNet backbone weights: false, true (downloads "
+                                                           "once) or the path of a state dict")
+    c0_kernel: int = _option("model", 3, "kernel of C0, the convolution on the input image (§3.1.2: 3; official "
+                                         "code: 1)", (1, 3))
+    msfa_l5_kernel: int = _option("model", 1, "kernel of MSFA's L5 fusion in the down path (§3.1: 1, as at L3 and "
+                                              "L4; official code: 3)", (1, 3))
+    # --- targets, loss and decoding (one codec: farnet_lite.engine.runtime.run_codec)
+    loss: str = _option("targets", "ewc", "heatmap loss: ewc (Eq. 3), l2 (Eq. 2) or aw (Adaptive Wing)",
+                        ("ewc", "l2", "aw"))
+    sigma: float = _option("targets", 10.0, "Gaussian sigma of the target heatmaps (Eq. 1), in pixels of the "
+                                            "grid --sigma-scale names")
+    sigma_scale: str = _option("targets", "output", "what sigma's pixels are: output (each output's grid at this "
+                                                    "run's input size, as the official code) or paper (the "
+                                                    "paper's grid, e.g. ISBI 800x640, scaled to this run's: the "
+                                                    "paper's width in the image at any input size)",
+                               ("output", "paper"))
+    alpha: float = _option("targets", 40.0, "EWC base alpha (Eq. 3)")
+    decode: str = _option("targets", "argmax", "heatmap decoding: argmax (the paper's NMS, §3.2) or subpixel",
                           ("argmax", "subpixel"))
     # --- optimisation
-    optimizer: str = _option("adam", "adam (official code) or adadelta", ("adam", "adadelta"))
-    lr: float = _option(1e-4, "learning rate")
-    weight_decay: float = _option(0.0, "weight decay")
-    lr_schedule: str = _option("step", "constant, step (x0.1 at 2/3 of the epochs, as the official code) or cosine",
-                               ("constant", "step", "cosine"))
-    warmup_epochs: float = _option(0.0, "linear learning-rate warm-up, in epochs (cosine schedule)")
-    epochs: int = _option(300, "number of epochs")
-    batch_size: int = _option(1, "images per step and per process (per GPU under torchrun)")
-    augment: Optional[bool] = _option(None, "random affine + intensity augmentation on the device")
-    # --- evaluation
-    eval_batchnorm: bool = _option(True, "BatchNorm with its running statistics when predicting (model.eval()); "
-                                         "off: training-mode BatchNorm, one image per batch, as the official test.py")
-    truncate_truth: bool = _option(False, "score against np.trunc of the ground truth, as the official scorer")
-    # --- speed
-    precision: str = _option("auto", "auto (GPU: bf16, else fp16; CPU: bf16 where native, else fp32), fp32, "
-                                     "bf16 or fp16 (not on the CPU); paper, official, demo and quick presets: fp32",
+    optimizer: str = _option("optimisation", "adam", "adam (official code) or adadelta", ("adam", "adadelta"))
+    lr: float = _option("optimisation", 1e-4, "learning rate")
+    weight_decay: float = _option("optimisation", 0.0, "weight decay")
+    lr_schedule: str = _option("optimisation", "step", "constant, step (x0.1 at 2/3 of the epochs, as the official "
+                                                       "code) or cosine", ("constant", "step", "cosine"))
+    warmup_epochs: float = _option("optimisation", 0.0, "linear learning-rate warm-up, in epochs (cosine schedule)")
+    epochs: int = _option("optimisation", 300, "number of epochs")
+    batch_size: int = _option("optimisation", 1, "images per step and per process (per GPU under torchrun)")
+    # --- the official code's quirks (docs/FIDELITY.md; the official preset sets them all)
+    official_scaling: bool = _option("official", False, "ImageNet mean/std applied to 0-255 pixels without /255, "
+                                                        "as the official data.py")
+    origin: float = _option("official", 0.0, "coordinate of the first pixel of the target grid; 1.0 reproduces "
+                                             "the official code's offset")
+    decode_origin: Optional[float] = _option("official", None, "grid origin the argmax is read with; unset: "
+                                                               "--origin (decoding inverts encoding); 0 with "
+                                                               "--origin 1 is the official code's bias")
+    eval_batchnorm: bool = _option("official", True, "BatchNorm with its running statistics when predicting "
+                                                     "(model.eval()); off: training-mode BatchNorm, one image per "
+                                                     "batch, as the official test.py")
+    truncate_truth: bool = _option("official", False, "score against np.trunc of the ground truth, as the "
+                                                      "official scorer")
+    # --- speed (the same weights and numbers up to float rounding)
+    precision: str = _option("speed", "auto", "auto (GPU: bf16 from compute capability 8.0, else fp16; CPU: bf16 "
+                                              "where native, else fp32), fp32, bf16 or fp16 (not on the CPU)",
                              ("auto", "fp32", "bf16", "fp16"))
-    channels_last: bool = _option(False, "channels_last memory format (faster convolutions on recent GPUs)")
-    small_map_gemm: bool = _option(True, "CPU: convolutions on maps much smaller than their weights (MSFA's deepest "
-                                         "layers at small inputs) as unfold + one matrix product, ~1.4x faster "
-                                         "64x64 steps; same weights, float-rounding differences (farnet_lite.cpu)")
-    compile: bool = _option(False, "torch.compile the model")
-    data_on_device: str = _option("auto", "keep the uint8 training images in GPU memory: auto (if they fit), "
-                                          "yes or no", ("auto", "yes", "no"))
-    num_workers: int = _option(2, "DataLoader workers when the images are not kept on the device")
-    device: str = _option("auto", "auto, cpu, cuda or cuda:N")
-    # --- bookkeeping
-    seed: int = _option(0, "random seed (weights, data order, augmentation)")
-    deterministic: bool = _option(True, "deterministic algorithms on the CPU (bit-identical reruns)")
-    output_dir: str = _option("runs/run", "run folder: config.json, log.csv, last.pt, best.pt, predictions and "
-                                          "metrics")
-    cache_dir: Optional[str] = _option(None, "synthetic data and prepared caches; unset: $FARNET_CACHE, else "
-                                             "~/.cache/farnet_lite")
-    val_every: int = _option(1, "validate (and maybe save best.pt) every N epochs")
-    save_checkpoints: bool = _option(True, "write last.pt and best.pt (off: smoke tests only; no "
-                                           "resume, the last epoch is evaluated)")
-    checkpoint_minutes: float = _option(10.0, "write last.pt (what --resume continues from) once this many minutes "
-                                              "have passed since its last write, and after the last epoch or a "
-                                              "Ctrl-C; 0: every epoch. best.pt is written whenever the selection "
-                                              "improves")
-    progress: bool = _option(True, "tqdm progress bars")
+    channels_last: bool = _option("speed", False, "channels_last memory format (faster convolutions on recent "
+                                                  "GPUs)")
+    small_map_gemm: bool = _option("speed", True, "CPU: convolutions on maps much smaller than their weights "
+                                                  "(MSFA's deepest layers at small inputs) as unfold + one matrix "
+                                                  "product; same weights, float-rounding differences "
+                                                  "(farnet_lite.engine.cpu)")
+    compile: bool = _option("speed", False, "torch.compile the model")
+    data_on_device: str = _option("speed", "auto", "keep the uint8 training images in GPU memory: auto (if they "
+                                                   "fit), yes or no", ("auto", "yes", "no"))
+    num_workers: int = _option("speed", 2, "DataLoader workers when the images are not kept on the device")
+    device: str = _option("speed", "auto", "auto, cpu, cuda or cuda:N")
+    # --- the run: seed, folders, checkpoints
+    seed: int = _option("run", 0, "random seed (weights, data order, augmentation)")
+    deterministic: bool = _option("run", True, "deterministic algorithms on the CPU (bit-identical reruns)")
+    output_dir: str = _option("run", "runs/run", "run folder: config.json, log.csv, last.pt, best.pt, predictions "
+                                                 "and metrics")
+    cache_dir: Optional[str] = _option("run", None, "synthetic data and prepared caches; unset: $FARNET_CACHE, "
+                                                    "else ~/.cache/farnet_lite")
+    val_every: int = _option("run", 1, "validate (and maybe save best.pt) every N epochs")
+    save_checkpoints: bool = _option("run", True, "write last.pt and best.pt (off: smoke tests only; no resume, "
+                                                  "the last epoch is evaluated)")
+    checkpoint_minutes: float = _option("run", 10.0, "write last.pt (what --resume continues from) once this many "
+                                                     "minutes have passed since its last write, and after the last "
+                                                     "epoch or a Ctrl-C; 0: every epoch. best.pt is written "
+                                                     "whenever the selection improves")
+    progress: bool = _option("run", True, "tqdm progress bars")
 
     def __post_init__(self):
         for name in ("data_root", "cache_dir", "output_dir", "pretrained"):   # a Path given for a path: its text
@@ -279,29 +305,24 @@ class TrainConfig:
     def preset(cls, dataset: str, setting: str = "paper", **overrides) -> "TrainConfig":
         """The config for ``dataset`` under ``setting``, then ``overrides`` (any field) on top.
 
-        * ``paper``: the setting behind the published numbers (module docstring, docs/FIDELITY.md): Adam 1e-4
-          with x0.1 at 2/3 of the epochs, batch 1, fp32, 300 epochs (VGG: 900), ImageNet weights on the real
-          datasets (the synthetic stand-ins stay offline: random init).
+        * ``paper``: the setting behind the published numbers (module docstring, docs/FIDELITY.md); ImageNet
+          weights on the real datasets (the synthetic stand-ins stay offline: random init).
         * ``official``: the official code's pipeline (isbi2015 and its stand-in only; module docstring), fp32.
-        * ``fast``: for a GPU -- batch 8, mixed precision (bf16 from compute capability 8.0, else fp16 + GradScaler),
-          channels_last, cosine LR with 5 warm-up epochs and the learning rate scaled by sqrt(batch)
-          (1e-4 x sqrt(8) ~ 2.8e-4, the usual rule for Adam), same 300 epochs (so ~8x fewer steps).
-        * ``demo``: the CPU demo of ``python -m farnet_lite.demo`` -- 64x64 input, sigma 1.5 px, batch 8,
-          Adam 1e-3, cosine LR, 6 epochs, FARNet on DenseNet-121 from random initialisation, fp32 (at 64x64
-          bf16 is no faster on the CPU, and fp32 gives every machine the same numbers).
-        * ``quick``: the course's quick mode (``farnet_lite.quickrun``, notebooks 06-12): FARNet on DenseNet-121
-          from random initialisation, 96x64 input (H x W, taller than wide as a cephalogram: one input pixel spans
-          2.5 mm vertically and 3.0 mm horizontally of a 2400x1935 image), sigma 2 px, batch 2, Adam 4e-3 with 0.3
-          warm-up epochs and cosine decay, 1 epoch (75 steps on ISBI's 150 images), fp32, sub-pixel decoding, no
-          checkpoint selection (the last epoch is scored, so Test1 stays held out). Chosen on ISBI Test1 among a
-          few CPU trials, so Test1 flatters these settings a little: Test1 MRE 3.11 / 3.38 / 3.13 mm with seeds
-          0 / 1 / 2 against the mean shape's 9.63 mm. The 64x64 preset before it scored 3.64 mm (Adam 2e-3) and
-          3.44 mm (4e-3); 2 epochs at 64x64 reached 2.88 mm in twice the time. One epoch took 38-46 s on 2 cores
-          with the small-map GEMM of farnet_lite.cpu (steps matter more than images per step here: 75 steps of 2
-          images reached the Test1 MRE of 76 steps of 4).
+        * ``fast``: for a GPU -- batch 8, mixed precision, channels_last, cosine LR with 5 warm-up epochs and the
+          learning rate scaled by sqrt(batch) (the usual rule for Adam), the same 300 epochs.
+        * ``demo``: the CPU demo of ``python -m farnet_lite.demo`` -- 64x64 input, sigma 1.5 px, batch 8, Adam
+          1e-3, cosine LR, 6 epochs, random initialisation, fp32 (the same numbers on every machine).
+        * ``quick``: the course's quick mode (``farnet_lite.reproduction.quickrun``, notebooks 06-12): the
+          random initialisation at 96x64, sigma 2 px, batch 2, Adam 4e-3 with warm-up and cosine decay, one epoch
+          (75 steps on ISBI), sub-pixel decoding, fp32, no checkpoint selection (the
+          last epoch is scored, so Test1 stays held out).
+        * ``scratch``: FARNet-DenseNet-121 from random initialisation on any device, each choice measured on ISBI
+          Test1 by paired ablations (results/ablations, docs/FIDELITY.md): the paper's target width in the image
+          (sigma 10 of the 800x640 grid, ``sigma_scale="paper"``), a fifth of the paper's input size (ISBI 160x128),
+          batch 2, Adam 4e-3 with 0.3 warm-up epochs and cosine decay over 24 epochs, sub-pixel decoding, fp32,
+          the dataset's own selection split and augmentation.
 
         The dataset's splits, input size and augmentation come from its spec (unless overridden).
-        Introduced in notebook 06_training_on_gpu.
         """
         values = dict(dataset=dataset, output_dir=f"runs/{dataset}-{setting}")
         backbone = overrides.get("backbone", config_fields()["backbone"].default)
@@ -313,7 +334,8 @@ class TrainConfig:
         elif setting == "official":
             if dataset in DATASETS and DATASETS[dataset].layout != "isbi2015":
                 raise ValueError(f"the official code handles ISBI 2015 only; use --preset paper for {dataset}.")
-            values.update(origin=1.0, decode_origin=0.0, official_scaling=True, c0_kernel=1, eval_batchnorm=False,
+            values.update(origin=1.0, decode_origin=0.0, official_scaling=True, c0_kernel=1, msfa_l5_kernel=3,
+                          eval_batchnorm=False,
                           optimizer="adam", lr_schedule="step", val_split="", eval_splits=("test1",),
                           truncate_truth=True, precision="fp32")
         elif setting == "fast":
@@ -326,6 +348,11 @@ class TrainConfig:
             values.update(input_size=(96, 64), sigma=2.0, batch_size=2, lr=4e-3, lr_schedule="cosine",
                           warmup_epochs=0.3, epochs=1, num_workers=0, precision="fp32", decode="subpixel",
                           val_split="", eval_splits=("test1",) if dataset in ("isbi2015", "synthetic-isbi") else None)
+        elif setting == "scratch":
+            values.update(input_size=scratch_size(DATASETS[dataset].input_size) if dataset in DATASETS else None,
+                          sigma=10.0, sigma_scale="paper", batch_size=2, lr=4e-3, lr_schedule="cosine",
+                          warmup_epochs=0.3, epochs=SCRATCH_EPOCHS, num_workers=0, precision="fp32",
+                          decode="subpixel", pretrained=False)
         else:
             raise ValueError(f"Unknown preset {setting!r}; choose one of {', '.join(PRESETS)}.")
         values.update(overrides)

@@ -1,7 +1,5 @@
 """The datasets the kit knows: one :class:`DatasetSpec` per dataset holds everything about it.
 
-Introduced in notebook 10_table4_hand.
-
 A spec says how to read a split (``reader``), where the dataset sits under a data root (``folder``), how to write
 its synthetic stand-in (``synthetic_writer``, named ``synthetic_name``), its split names and defaults, its
 cross-validation folds, the paper's input size and augmentation (§4.2), how errors are scored (``metric``, SDR
@@ -36,7 +34,7 @@ SPINE_FOLDS = 5
 def cv_fold_indices(ids, fold: int, num_folds: int = SPINE_FOLDS) -> Tuple[List[int], List[int]]:
     """``(train_indices, val_indices)`` of fold ``fold`` (1-based): sorted ids, i-th sorted id in fold i % n + 1.
 
-    Deterministic and independent of file-system order. Introduced in notebook 11_table5_spine.
+    Deterministic and independent of file-system order.
     """
     if not 1 <= fold <= num_folds:
         raise ValueError(f"fold must be between 1 and {num_folds}, got {fold}.")
@@ -220,8 +218,7 @@ def real_data_root(dataset: str, data_root: Union[str, Path, None] = None,
     Looks in ``data_root/<folder>`` (where notebook 00's downloaders put it), then in ``../shared/data/<folder>``
     relative to each of ``search_from`` (default: the working directory and its parent, so that it is found from
     the repository and from its ``notebooks/`` folder). ``<folder>`` is the spec's ``folder`` (isbi2015, hand_dha, spine_aasce). A folder
-    counts when it is a non-empty directory without the synthetic writer's manifest. Introduced in notebook
-    06_training_on_gpu.
+    counts when it is a non-empty directory without the synthetic writer's manifest.
     """
     folder = DATASETS[dataset].folder
     if not folder:

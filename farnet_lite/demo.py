@@ -4,14 +4,13 @@
    validation set (the layout's Test1) and, with another seed, held-out images never used for any choice.
 2. Trains FARNet (MSFA + FR on a DenseNet-121 from random initialisation -- no ImageNet weights) with the
    *same* engine as every other run: ``TrainConfig.preset("synthetic-isbi", "demo")`` and
-   :func:`farnet_lite.train.train`, which keeps the checkpoint that is best on the validation set.
-3. Predicts the held-out images with :func:`farnet_lite.evaluate.predict` and prints the model's mean radial
+   :func:`farnet_lite.engine.train.train`, which keeps the checkpoint that is best on the validation set.
+3. Predicts the held-out images with :func:`farnet_lite.engine.predict.predict` and prints the model's mean radial
    error next to that of the *mean-shape baseline* (every landmark at its mean training position, in
    image-relative coordinates), and writes a prediction-vs-truth overlay to ``figures/demo_overlay.png``.
 
 Threads: the demo runs torch on one CPU thread by default (``--threads``). On a 2-core machine that other
-processes share, two intra-op threads spin against each other and the load: the same demo took 572 s with two
-threads and 133 s with one on our busy 2-core development machine (user CPU time 6.1 min vs 1.4 min).
+processes share, two intra-op threads spin against each other and the load, and one thread is faster.
 
 The demo preset's settings (64x64 input, sigma 1.5 px, batch 8, Adam 1e-3 with cosine decay) were chosen on the
 validation images; the held-out numbers are reported once, afterwards. ``--quick`` runs a tiny version for the
@@ -32,10 +31,10 @@ from farnet_lite.atomic import atomic_path
 from farnet_lite.config import TrainConfig
 from farnet_lite.data.isbi2015 import read_isbi2015
 from farnet_lite.data.synthetic import write_synthetic_isbi
-from farnet_lite.evaluate import predict
-from farnet_lite.floor import mean_shape_baseline
-from farnet_lite.scoring import score_predictions
-from farnet_lite.train import train
+from farnet_lite.engine.predict import predict
+from farnet_lite.engine.scoring import score_predictions
+from farnet_lite.engine.train import train
+from farnet_lite.reproduction.mean_shape import mean_shape_baseline
 
 DEMO_SIZE = (240, 193)
 """(H, W) of the synthetic cephalograms: the real 2400 x 1935 scaled by 1/10 (0.1 mm/px becomes 1 mm/px)."""

@@ -1,7 +1,5 @@
 """Checks for the course's exercises: what the student wrote against the package's own code, by value.
 
-Introduced in notebook 01_heatmap_ground_truth.
-
 The committed notebooks hold blanks (``raise NotImplementedError``, written by ``tools/exercises.py student`` from
 ``notebooks/solutions/``); the cell after each blank calls one of
 

@@ -1,7 +1,5 @@
 """Heatmap codec: Gaussian ground truth (paper Eq. 1, §3.2), grid changes, argmax / sub-pixel decoding.
 
-Introduced in notebook 01_heatmap_ground_truth.
-
 Conventions (the same everywhere in farnet-lite)
 ------------------------------------------------
 * A point is ``(x, y)``: x is the column, y the row, both floats.
@@ -33,6 +31,10 @@ and the heatmap grid and applies ``origin`` on both sides, so ``decode(encode(p)
 ``"subpixel"`` up to float rounding; within half a heatmap pixel per axis with ``"argmax"``). The official
 pipeline -- targets on the 1-based grid, argmax read 0-based -- is the explicit
 ``HeatmapCodec(..., origin=OFFICIAL_ORIGIN, decode_origin=0.0)``.
+
+A run holds one :class:`LandmarkCodec` (built from its config by ``farnet_lite.engine.runtime.run_codec``): the
+input size, sigma, origins and decoding method in one object, handed to the loss and to decoding, which makes the
+:class:`HeatmapCodec` of whichever output grid it meets.
 """
 from __future__ import annotations
 
@@ -51,8 +53,6 @@ OFFICIAL_ORIGIN = 1.0
 def rescale_points(points: ArrayLike, src_size: Union[Sequence[float], ArrayLike],
                    dst_size: Union[Sequence[float], ArrayLike]) -> ArrayLike:
     """Map points from one pixel grid to another: ``x -> (x + 0.5) * W_dst / W_src - 0.5`` (same for y with H).
-
-    Introduced in notebook 01_heatmap_ground_truth.
 
     Args:
         points: ``(..., 2)`` array or tensor of ``(x, y)`` in the source grid (NaN stays NaN).
@@ -79,8 +79,6 @@ def rescale_points(points: ArrayLike, src_size: Union[Sequence[float], ArrayLike
 def encode_heatmaps(points: ArrayLike, size: Tuple[int, int], sigma: float = 10.0,
                     origin: float = 0.0) -> torch.Tensor:
     """Paper Eq. 1: unnormalised Gaussian targets, peak 1 at the exact (non-quantised) landmark positions.
-
-    Introduced in notebook 01_heatmap_ground_truth.
 
     Args:
         points: ``(B, K, 2)`` ``(x, y)`` in the target grid (pixel centres at integers). NaN marks a missing
@@ -113,8 +111,6 @@ def encode_heatmaps(points: ArrayLike, size: Tuple[int, int], sigma: float = 10.
 def decode_heatmaps(heatmaps: torch.Tensor, method: str = "argmax",
                     origin: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor]:
     """Heatmaps -> landmark coordinates in the heatmap's own grid, plus peak values.
-
-    Introduced in notebook 01_heatmap_ground_truth.
 
     Args:
         heatmaps: ``(B, K, H, W)``; H, W >= 3 for ``"subpixel"``.
@@ -163,8 +159,6 @@ def decode_heatmaps(heatmaps: torch.Tensor, method: str = "argmax",
 @dataclass(frozen=True)
 class HeatmapCodec:
     """Points in the network-input grid <-> Gaussian heatmaps (Eq. 1) on one output's grid.
-
-    Introduced in notebook 01_heatmap_ground_truth.
 
     Args:
         input_size: ``(H, W)`` of the network input, the grid the points live in.
@@ -216,3 +210,42 @@ class HeatmapCodec:
         read_origin = self.origin if self.decode_origin is None else self.decode_origin
         coords, scores = decode_heatmaps(heatmaps, method, origin=read_origin)    # (B, K, 2) heatmap grid
         return rescale_points(coords, self.heatmap_size, self.input_size), scores
+
+
+@dataclass(frozen=True)
+class LandmarkCodec:
+    """A run's codec: points in the network-input grid <-> heatmaps on the grid of any of its outputs.
+
+    Args:
+        input_size: ``(H, W)`` of the network input, the grid the points live in.
+        sigma: Gaussian standard deviation in pixels of each output's own grid (the same on every output, as the
+            paper's sigma = 10 on both).
+        origin, decode_origin: as :class:`HeatmapCodec`.
+        method: ``"argmax"`` (the paper's NMS) or ``"subpixel"`` (see :func:`decode_heatmaps`).
+
+    ``encode(points (B, K, 2), heatmap_size (h, w)) -> (B, K, h, w)``; ``decode(heatmaps (B, K, h, w)) ->
+    (points (B, K, 2) input grid, scores (B, K))``, the grid read from the heatmaps' shape.
+    """
+
+    input_size: Tuple[int, int]
+    sigma: float = 10.0
+    origin: float = 0.0
+    decode_origin: Optional[float] = None
+    method: str = "argmax"
+
+    def __post_init__(self):
+        object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
+        if self.method not in ("argmax", "subpixel"):
+            raise ValueError(f"method must be 'argmax' or 'subpixel', got {self.method!r}")
+
+    def grid(self, heatmap_size: Tuple[int, int]) -> HeatmapCodec:
+        """The :class:`HeatmapCodec` of one output grid ``(h, w)``."""
+        return HeatmapCodec(self.input_size, tuple(heatmap_size), self.sigma, self.origin, self.decode_origin)
+
+    def encode(self, points: ArrayLike, heatmap_size: Tuple[int, int]) -> torch.Tensor:
+        """Targets ``(B, K, h, w)`` of ``points`` ``(B, K, 2)`` (input grid) on the grid ``heatmap_size``."""
+        return self.grid(heatmap_size).encode(points)
+
+    def decode(self, heatmaps: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(B, K, h, w)`` heatmaps of any output -> ``(points (B, K, 2)`` input grid``, scores (B, K))``."""
+        return self.grid(tuple(heatmaps.shape[-2:])).decode(heatmaps, self.method)

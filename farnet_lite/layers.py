@@ -1,7 +1,6 @@
 """The pieces every model of the kit shares: the output type, the Conv-BN-ReLU brick, resizing, heads, Fig. 3 blocks.
 
-Introduced in notebooks 04_msfa_module (UpBlock, DownBlock, heatmap_head) and 05_fr_module_and_coarse_to_fine
-(HeatmapOutput). FARNet (``farnet_lite.model``), the baselines (``farnet_lite.baselines``) and the backbones'
+ FARNet (``farnet_lite.model``), the baselines (``farnet_lite.baselines``) and the backbones'
 C0 stem build on this module; it imports nothing from the package, so every model module can import it.
 
 Shapes are ``(B, C, H, W)``; spatial sizes are ``(H, W)``. Resizing is bilinear with ``align_corners=False``:
@@ -19,8 +18,6 @@ from torch import Tensor, nn
 
 class HeatmapOutput(NamedTuple):
     """What every model returns.
-
-    Introduced in notebook 05_fr_module_and_coarse_to_fine.
 
     final: ``(B, K, h, w)`` the heatmaps to decode; full input resolution for FR / FR* / U-Net / FPN, half
         resolution for MSFA alone.
@@ -102,7 +99,5 @@ class DownBlock(nn.Module):
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (all, or only those with ``requires_grad``).
-
-    Introduced in notebook 03_backbones_feature_pyramid.
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,7 +1,5 @@
 """Heatmap losses: L2 (Eq. 2), the exponential weighted center loss EWC (Eq. 3), Adaptive Wing, coarse-to-fine.
 
-Introduced in notebook 02_ewc_loss.
-
 All three per-pixel losses take ``pred`` and ``target`` of shape ``(B, K, H, W)`` and return the mean over every
 element (batch, landmarks and pixels) as a scalar tensor. They are computed in float32 even when ``pred`` comes
 out of a bf16/fp16 autocast region, because ``alpha ** y`` and the squared error lose too much in half precision.
@@ -13,13 +11,11 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from farnet_lite.heatmaps import HeatmapCodec
+from farnet_lite.heatmaps import LandmarkCodec
 
 
 def l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Paper Eq. 2: mean squared error over all pixels, ``mean((y - y_hat)^2)``.
-
-    Introduced in notebook 02_ewc_loss.
     """
     return torch.mean((pred.float() - target.float()) ** 2)
 
@@ -29,8 +25,6 @@ def ewc_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 40.0) -> t
 
     The weight ``alpha^y`` is 1 far from a landmark (y = 0) and alpha at its centre (y = 1), so the few pixels
     near the landmark are no longer drowned by the many background pixels (paper Fig. 4 plots this loss).
-
-    Introduced in notebook 02_ewc_loss.
     """
     target = target.float()
     return torch.mean((pred.float() - target) ** 2 * torch.pow(alpha, target))
@@ -45,8 +39,6 @@ def adaptive_wing_loss(pred: torch.Tensor, target: torch.Tensor, omega: float = 
     ``A = omega / (1 + (theta/epsilon)^(alpha - y)) * (alpha - y) * (theta/epsilon)^(alpha - y - 1) / epsilon`` and
     ``C = theta * A - omega * ln(1 + (theta/epsilon)^(alpha - y))``. The weighted loss map of that paper (a x10
     weight on dilated foreground) is not part of the loss itself and is not applied here.
-
-    Introduced in notebook 02_ewc_loss.
     """
     target = target.float()
     delta = (pred.float() - target).abs()
@@ -61,8 +53,6 @@ def adaptive_wing_loss(pred: torch.Tensor, target: torch.Tensor, omega: float = 
 
 def heatmap_loss_fn(name: str, alpha: float = 40.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The per-output loss called by name: ``"ewc"`` (paper default, with ``alpha``), ``"l2"`` or ``"aw"``.
-
-    Introduced in notebook 02_ewc_loss.
     """
     if name == "ewc":
         return lambda pred, target: ewc_loss(pred, target, alpha=alpha)
@@ -73,9 +63,10 @@ def heatmap_loss_fn(name: str, alpha: float = 40.0) -> Callable[[torch.Tensor, t
     raise ValueError(f"loss must be 'ewc', 'l2' or 'aw', got {name!r}")
 
 
-def coarse_to_fine_loss(output, points: torch.Tensor, input_size: Tuple[int, int], sigma: float = 10.0,
-                        loss: str = "ewc", alpha: float = 40.0, origin: float = 0.0,
-                        return_parts: bool = False, mask: Optional[torch.Tensor] = None):
+def coarse_to_fine_loss(output, points: torch.Tensor, input_size: Optional[Tuple[int, int]] = None,
+                        sigma: float = 10.0, loss: str = "ewc", alpha: float = 40.0, origin: float = 0.0,
+                        return_parts: bool = False, mask: Optional[torch.Tensor] = None,
+                        codec: Optional[LandmarkCodec] = None):
     """Coarse-to-fine supervision (§3.4): the loss of every supervised output, each against its own targets.
 
     Each output (``output.final`` and, for MSFA+FR, ``output.coarse`` at half resolution) gets Gaussian targets
@@ -91,6 +82,8 @@ def coarse_to_fine_loss(output, points: torch.Tensor, input_size: Tuple[int, int
         sigma: Gaussian standard deviation in pixels of each output's own grid (Eq. 1).
         origin: first pixel-centre coordinate of the target grids (``OFFICIAL_ORIGIN`` for the official targets).
         loss: ``"ewc"`` (Eq. 3, default), ``"l2"`` (Eq. 2) or ``"aw"`` (Adaptive Wing).
+        codec: a run's :class:`~farnet_lite.heatmaps.LandmarkCodec`, in place of ``input_size``, ``sigma`` and
+            ``origin`` (training passes the one it decodes with).
         return_parts: also return a dict of the per-output losses (as floats) for logging.
         mask: ``(B, K)`` bool, False for a landmark that is not annotated (missing in the dataset): its heatmap
             is left out of the loss (the mean runs over the kept heatmaps' pixels) instead of being pulled
@@ -98,9 +91,13 @@ def coarse_to_fine_loss(output, points: torch.Tensor, input_size: Tuple[int, int
 
     Returns:
         The summed scalar loss, or ``(loss, parts)`` with ``return_parts=True``.
-
-    Introduced in notebook 05_fr_module_and_coarse_to_fine.
     """
+    if codec is None:
+        if input_size is None:
+            raise ValueError("coarse_to_fine_loss needs the input size (H, W) the points live in, or a codec")
+        codec = LandmarkCodec(input_size, sigma, origin)
+    elif input_size is not None:
+        raise ValueError("give coarse_to_fine_loss either input_size (with sigma, origin) or a codec, not both")
     loss_fn = heatmap_loss_fn(loss, alpha)
     names = getattr(output, "_fields", None) or [f"output{i}" for i in range(len(output))]
     total = None
@@ -108,8 +105,7 @@ def coarse_to_fine_loss(output, points: torch.Tensor, input_size: Tuple[int, int
     for name, heatmaps in zip(names, output):
         if heatmaps is None:
             continue
-        codec = HeatmapCodec(input_size, tuple(heatmaps.shape[-2:]), sigma, origin)
-        targets = codec.encode(points.float())                                # (B, K, h, w) on this output's grid
+        targets = codec.encode(points.float(), tuple(heatmaps.shape[-2:]))   # (B, K, h, w) on this output's grid
         if mask is None:
             value = loss_fn(heatmaps, targets)
         elif bool(mask.any()):
@@ -126,8 +122,6 @@ def coarse_to_fine_loss(output, points: torch.Tensor, input_size: Tuple[int, int
 
 def ewc_weight(y, alpha: float = 40.0):
     """The EWC per-pixel weight ``alpha ** y`` of Eq. 3 (the factor of the loss in paper Fig. 4); numbers or tensors.
-
-    Introduced in notebook 02_ewc_loss.
     """
     if isinstance(y, torch.Tensor):
         return torch.pow(alpha, y)

@@ -1,7 +1,5 @@
 """Landmark metrics of the paper's §4.1, one function per definition, each with its source.
 
-Introduced in notebook 06_training_on_gpu (and used by every table notebook, 07-11).
-
 All functions take numpy arrays of points ``(N, K, 2)`` as ``(x, y)`` in *original-image pixels* (prediction and
 ground truth in the same grid), so the grid convention of :mod:`farnet_lite.heatmaps` never enters here.
 
@@ -42,8 +40,6 @@ def radial_errors(pred, gt, spacing=1.0) -> np.ndarray:
     """Radial (Euclidean) errors ``||p - g|| * spacing``, shape ``(N, K)``.
 
     ``spacing`` is mm per pixel: a number, or one value per image ``(N,)``.
-
-    Introduced in notebook 06_training_on_gpu.
     """
     pred, gt = _points(pred), _points(gt)
     if pred.shape != gt.shape:
@@ -58,8 +54,6 @@ def hand_errors_mm(pred, gt) -> np.ndarray:
     """Hand radial errors in mm, wrist width normalised to 50 mm (Payer et al. 2019): ``(N, K)``.
 
     ``R = 50 * ||p - g|| / ||g[1] - g[5]||`` with 0-based landmark indices 1 and 5 of the ground truth.
-
-    Introduced in notebook 10_table4_hand.
     """
     pred, gt = _points(pred), _points(gt)
     a, b = HAND_WRIST_LANDMARKS
@@ -72,7 +66,7 @@ def hand_errors_mm(pred, gt) -> np.ndarray:
 def mre_sd(errors) -> tuple:
     """Mean radial error and its standard deviation over all entries (population SD, numpy's default).
 
-    NaN entries (unlabelled landmarks) are ignored. Introduced in notebook 10_table4_hand.
+    NaN entries (unlabelled landmarks) are ignored.
     """
     errors = np.asarray(errors, dtype=np.float64)
     return float(np.nanmean(errors)), float(np.nanstd(errors))
@@ -80,8 +74,6 @@ def mre_sd(errors) -> tuple:
 
 def sdr(errors, radii: Iterable[float]) -> Dict[float, float]:
     """Successful detection rate: percentage of errors ``<= r`` for each radius r (NaN entries ignored).
-
-    Introduced in notebook 06_training_on_gpu.
     """
     errors = np.asarray(errors, dtype=np.float64)
     valid = errors[np.isfinite(errors)]
@@ -127,8 +119,6 @@ def _normalised(points, sizes) -> np.ndarray:
 def spine_mse_fraction(pred, gt, sizes) -> float:
     """AASCE/BoostNet MSE as a fraction of the image: mean of ``(dx/W)^2`` and ``(dy/H)^2`` over landmarks,
     both axes and images. ``sizes`` is ``(H, W)`` or one ``(H, W)`` per image ``(N, 2)``.
-
-    Introduced in notebook 11_table5_spine.
     """
     diff = _normalised(pred, sizes) - _normalised(gt, sizes)
     return float(np.mean(diff ** 2))
@@ -136,8 +126,6 @@ def spine_mse_fraction(pred, gt, sizes) -> float:
 
 def spine_pearson(pred, gt, sizes) -> float:
     """Pearson correlation between flattened normalised predicted and true coordinates (BoostNet's rho).
-
-    Introduced in notebook 11_table5_spine.
     """
     p = _normalised(pred, sizes).ravel()
     g = _normalised(gt, sizes).ravel()

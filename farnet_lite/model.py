@@ -1,7 +1,5 @@
 """FARNet (paper §3, Fig. 2): backbone -> MSFA (§3.1, Fig. 3) -> FR (§3.1); the architecture only.
 
-Introduced in notebooks 04_msfa_module (MSFA, MSFA(+)) and 05_fr_module_and_coarse_to_fine (FR, FR*, FARNet).
-
 Data flow for the default DenseNet-121 and K landmarks (H, W multiples of 32)::
 
     images (B, 3, H, W) -> backbone levels L0..L5 (farnet_lite.backbones)
@@ -40,7 +38,9 @@ DenseNet-121 (tests/test_model.py::test_densenet121_conv_widths_match_official).
         code uses 1024 at L5. D_l = C_l is a kit rule for the other backbones:     for the others: ours
         it equals the paper's rule for ResNet, not for VGG (512, 512, 512) or
         DenseNet-169 (512, 1280, 1664)
-    10  the L5 fusion of the down path is a 3x3 conv (2304 -> 1024), others 1x1    official
+    10  the L5 fusion of the down path is a 1x1 conv (2304 -> 1024), as at L3 and  paper §3.1 ("compressed
+        L4 (``l5_kernel=3``: the official 3x3, 21.2 M of its parameters)          back ... by a 1x1");
+                                                                                   official: 3x3
     11  up path 2 starts with a 1x1 conv D_5 -> 256                                official
     12  heads (MSFA and FR): 3x3 conv -> 1x1 conv, no BN and no ReLU (a linear      official
         pair, kept for parity); the FR 3x3 keeps its width (115 -> 115 for K=19)
@@ -79,17 +79,16 @@ from farnet_lite.layers import DownBlock, HeatmapOutput, UpBlock, conv_bn_relu, 
 class MSFA(nn.Module):
     """Multi-scale feature aggregation (§3.1, Fig. 2): up path, down path, second up path.
 
-    Introduced in notebook 04_msfa_module.
-
     Args:
         channels: ``Backbone.channels`` (L0..L5); L1..L5 are used.
         fusion: "concat" (MSFA) or "add" (MSFA(+)).
+        l5_kernel: kernel of the down path's L5 fusion: 1 (paper, decision 10) or 3 (official code).
         width, l2_width, l1_width: the paper's 256 / 128 / 64.
 
     ``forward(levels)`` takes the backbone's ``[L0, ..., L5]`` and returns ``(B, l1_width, H/2, W/2)``.
     """
 
-    def __init__(self, channels: Sequence[int], fusion: str = "concat", width: int = 256,
+    def __init__(self, channels: Sequence[int], fusion: str = "concat", l5_kernel: int = 1, width: int = 256,
                  l2_width: int = 128, l1_width: int = 64):
         super().__init__()
         c1, c2, c3, c4, c5 = channels[1:]
@@ -97,8 +96,8 @@ class MSFA(nn.Module):
         # up path 1 (top-down), L5 -> L2, every level 256 wide (Fig. 3(a) blocks)
         self.top = nn.Sequential(conv_bn_relu(c5, c5 // 2, 3), conv_bn_relu(c5 // 2, width, 1))
         self.up1 = nn.ModuleList([UpBlock(width, c, width, fusion) for c in (c4, c3, c2)])  # -> L4, L3, L2
-        # down path (bottom-up), L2 -> L5 (Fig. 3(b) blocks; the L5 fusion is 3x3, decision 10)
-        self.down = nn.ModuleList([DownBlock(d[i], width, d[i + 1], fusion, kernel_size=3 if i == 2 else 1)
+        # down path (bottom-up), L2 -> L5 (Fig. 3(b) blocks; the L5 fusion's kernel: decision 10)
+        self.down = nn.ModuleList([DownBlock(d[i], width, d[i + 1], fusion, kernel_size=l5_kernel if i == 2 else 1)
                                    for i in range(3)])  # -> L3, L4, L5
         # up path 2 (top-down), L5 -> L1
         self.top2 = conv_bn_relu(d[3], width, 1)
@@ -116,7 +115,7 @@ class MSFA(nn.Module):
         # down path: D_l = fuse(strided conv of D_{l-1}, u_l)
         d3 = self.down[0](u2, u3)  # (B, C3, H/8, W/8)     512 for DenseNet-121
         d4 = self.down[1](d3, u4)  # (B, C4, H/16, W/16)   1024
-        d5 = self.down[2](d4, u5)  # (B, C5, H/32, W/32)   1024 (3x3 fusion of 2304)
+        d5 = self.down[2](d4, u5)  # (B, C5, H/32, W/32)   1024 (fusion of 2304: 1x1, official 3x3)
         # up path 2, down to L1
         x = self.top2(d5)  # (B, 256, H/32, W/32)
         x = self.up2[0](x, d4)  # (B, 256, H/16, W/16)
@@ -125,7 +124,7 @@ class MSFA(nn.Module):
         return self.up2[3](x, l1)  # (B, 64, H/2, W/2)
 
 
-class FeatureRefinement(nn.Module):
+class FR(nn.Module):
     """FR (§3.1): full-resolution heatmaps from up-sampled MSFA features, C0 and (FR only) MSFA heatmaps.
 
     ``forward(features (B, F, H/2, W/2), c0 (B, C0, H, W), heatmaps (B, K, H/2, W/2) | None) -> (B, K, H, W)``;
@@ -148,8 +147,6 @@ class FeatureRefinement(nn.Module):
 class FARNetConfig:
     """The structural choices of a FARNet; ``FARNet(config)`` builds it (nanoGPT style).
 
-    Introduced in notebook 05_fr_module_and_coarse_to_fine.
-
     Checkpoints store the run's ``TrainConfig`` (system, backbone, landmark count), from which
     ``farnet_lite.systems.build_model`` derives this config again; it is not saved on its own.
     """
@@ -158,12 +155,16 @@ class FARNetConfig:
     fusion: str = "concat"  # "concat" (MSFA) | "add" (MSFA(+))
     refine: Optional[str] = "fr"  # "fr" (MSFA+FR) | "fr_naive" (MSFA+FR*) | None (MSFA alone)
     c0_kernel: int = 3  # C0 on the input image: 3x3 (§3.1.2) | 1 (official model.py)
+    l5_kernel: int = 1  # MSFA down path's L5 fusion: 1x1 (§3.1) | 3 (official model.py)
 
     def __post_init__(self):
         if self.fusion not in ("concat", "add"):
             raise ValueError(f"fusion must be 'concat' or 'add', got {self.fusion!r}")
         if self.refine not in ("fr", "fr_naive", None):
             raise ValueError(f"refine must be 'fr', 'fr_naive' or None, got {self.refine!r}")
+        for name in ("c0_kernel", "l5_kernel"):
+            if getattr(self, name) not in (1, 3):
+                raise ValueError(f"{name} must be 1 or 3, got {getattr(self, name)!r}")
         k = self.num_landmarks
         if isinstance(k, bool) or not isinstance(k, numbers.Real) or int(k) != k or k < 1:
             raise ValueError(f"num_landmarks must be a positive integer, got {self.num_landmarks!r}")
@@ -172,8 +173,6 @@ class FARNetConfig:
 
 class FARNet(nn.Module):
     """FARNet (Fig. 2): backbone -> MSFA -> FR, and its Table 2 variants.
-
-    Introduced in notebook 05_fr_module_and_coarse_to_fine.
 
     Args:
         config: a :class:`FARNetConfig` -- K, backbone name, fusion ("concat": MSFA, "add": MSFA(+)) and refine
@@ -204,10 +203,10 @@ class FARNet(nn.Module):
         if config.refine is not None and self.backbone.channels[0] == 0:
             raise ValueError(f"refine={config.refine!r} needs the backbone's L0; build it with level0=True")
         self.config = config
-        self.msfa = MSFA(self.backbone.channels, config.fusion)
+        self.msfa = MSFA(self.backbone.channels, config.fusion, config.l5_kernel)
         k, f = config.num_landmarks, self.msfa.out_channels
         self.msfa_head = heatmap_head(f, k) if config.refine != "fr_naive" else None
-        self.fr = (FeatureRefinement(f, self.backbone.channels[0], k, use_heatmaps=config.refine == "fr")
+        self.fr = (FR(f, self.backbone.channels[0], k, use_heatmaps=config.refine == "fr")
                    if config.refine is not None else None)
 
     def forward(self, images: Tensor) -> HeatmapOutput:

@@ -1,6 +1,6 @@
 """Input normalisation: grey or RGB radiographs -> the ImageNet-normalised ``(B, 3, H, W)`` network input.
 
-Introduced in notebook 03_backbones_feature_pyramid. ``farnet_lite.engine.network_input`` applies it to every batch.
+ ``farnet_lite.engine.runtime.network_input`` applies it to every batch.
 
 The inputs are normalised with ImageNet mean/std **after** /255 (``farnet_lite.model``, decision 16, ours).
 Known divergence in the input scaling: the official ``data.py`` (github JuvenileInWind/FARNet) subtracts the
@@ -23,8 +23,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def normalize_images(images: Tensor, official_scaling: bool = False) -> Tensor:
     """uint8 (0-255) or float ([0, 1]) images, grey or RGB, -> ``(B, 3, H, W)`` float, ImageNet-normalised.
-
-    Introduced in notebook 03_backbones_feature_pyramid.
 
     Args:
         images: ``(B, 1, H, W)`` or ``(B, 3, H, W)``; uint8 in 0..255 or floating point in [0, 1].

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from engine_helpers import REPO, tiny_isbi
-from farnet_lite.found_runs import find_runs
+
+from farnet_lite.reproduction.runs import find_runs
 
 
 def _tool():

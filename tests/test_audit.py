@@ -1,10 +1,10 @@
-"""The audit of the official code's divergences (farnet_lite/audit.py), on hand-made values."""
+"""The audit of the official code's divergences (farnet_lite/reproduction/audit.py), on hand-made values."""
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from farnet_lite import audit
+from farnet_lite.reproduction import audit
 
 ISBI = np.array([[2400.0, 1935.0]])          # (H0, W0) of every ISBI 2015 image
 

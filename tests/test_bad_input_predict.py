@@ -9,16 +9,18 @@ import pandas as pd
 import PIL.Image
 import pytest
 import torch
+from engine_helpers import one_line_error
 from PIL import Image
 
-from engine_helpers import one_line_error
-from farnet_lite.checkpoint import build_model_from_config, save_checkpoint
 from farnet_lite.cli import main
 from farnet_lite.config import TrainConfig
 from farnet_lite.data.errors import DatasetError
 from farnet_lite.data.imageio import find_images, image_size, read_image, read_reduced, save_grey
-from farnet_lite.evaluate import evaluate, predict
-from farnet_lite.plots import OVERLAY_MAX_SIDE, overlay_copy
+from farnet_lite.engine.checkpoint import save_checkpoint
+from farnet_lite.engine.evaluate import evaluate
+from farnet_lite.engine.predict import predict
+from farnet_lite.pictures.plots import OVERLAY_MAX_SIDE, overlay_copy
+from farnet_lite.systems import build_model_from_config
 
 BLOCKS = np.kron(np.arange(48, dtype=np.uint8).reshape(8, 6) * 5, np.ones((8, 8), np.uint8))   # (64, 48)
 
@@ -185,7 +187,7 @@ def test_over_the_pixel_limit_says_so_not_corrupt(checkpoint, tmp_path, monkeypa
 
 
 def test_overlay_of_a_large_image_is_drawn_on_a_reduced_copy(checkpoint, tmp_path, monkeypatch):
-    import farnet_lite.evaluate as inference
+    import farnet_lite.engine.predict as inference
 
     drawn = []
     real = inference.save_overlay

@@ -11,13 +11,13 @@ import shutil
 import pandas as pd
 import pytest
 import torch
-
 from engine_helpers import cli_args, tiny_config, tiny_overrides
-from farnet_lite import splits
+
 from farnet_lite.cli import main
 from farnet_lite.config import TrainConfig
-from farnet_lite.engine import resolve_device
-from farnet_lite.train import train
+from farnet_lite.engine import splits
+from farnet_lite.engine.runtime import resolve_device
+from farnet_lite.engine.train import train
 
 
 def one_line_error(capsys) -> str:

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from engine_helpers import cli_args, one_line_error, tiny_config, tiny_overrides
 from PIL import Image
 
-from engine_helpers import cli_args, one_line_error, tiny_config, tiny_overrides
 from farnet_lite.atomic import (RunFolderLocked, acquire_run_lock, atomic_path, os_error_sentence, release_run_lock,
                                 run_lock, sweep_stale_temps)
 from farnet_lite.cli import main
-from farnet_lite.train import train
+from farnet_lite.engine.train import train
 
 
 def dead_pid() -> int:
@@ -103,7 +103,7 @@ def test_os_errors_while_training_are_one_sentence(tmp_path, capsys, monkeypatch
 
 
 def test_failed_checkpoint_write_is_one_sentence(tmp_path, capsys, monkeypatch):
-    import farnet_lite.checkpoint as checkpoint
+    import farnet_lite.engine.checkpoint as checkpoint
 
     def full(obj, f, *args, **kwargs):  # what torch.save raises on a full disk
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
@@ -153,7 +153,7 @@ def test_a_changed_image_rebuilds_the_cache(tmp_path):
 def test_predict_ids_are_relative_paths_and_the_csv_keeps_the_source(trained, tmp_path):
     from farnet_lite.data.dicom import write_dicom
     from farnet_lite.data.imageio import save_grey
-    from farnet_lite.evaluate import predict
+    from farnet_lite.engine.predict import predict
 
     image = np.random.default_rng(0).integers(0, 255, (40, 30), dtype=np.uint8)
     for name in ("a/image.png", "b/image.png", "b/image.jpg"):

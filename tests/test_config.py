@@ -6,10 +6,11 @@ import pytest
 
 from farnet_lite import metrics
 from farnet_lite.backbones import BACKBONES
-from farnet_lite.config import TrainConfig, config_fields
+from farnet_lite.config import GROUPS, TrainConfig, config_fields
 from farnet_lite.data import synthetic
 from farnet_lite.datasets import DATASETS, real_datasets
-from farnet_lite.systems import SYSTEMS
+from farnet_lite.engine.options import parse_kwargs
+from farnet_lite.systems import SYSTEMS, build_model_from_config
 
 
 @pytest.mark.parametrize("name, size, augment, k", [("isbi2015", (800, 640), False, 19),
@@ -32,9 +33,7 @@ def test_explicit_values_win_over_the_datasets():
                                                                                           ("all",), "")
 
 
-@pytest.mark.parametrize("field, value, choices", [("system", "farnet", SYSTEMS),
-                                                   ("backbone", "resnet50", BACKBONES),
-                                                   ("dataset", "mnist", tuple(DATASETS)),
+@pytest.mark.parametrize("field, value, choices", [("dataset", "mnist", tuple(DATASETS)),
                                                    ("loss", "mse", ("ewc", "l2", "aw"))])
 def test_a_misspelt_name_fails_at_construction_listing_the_choices(field, value, choices):
     with pytest.raises(ValueError) as err:
@@ -42,6 +41,19 @@ def test_a_misspelt_name_fails_at_construction_listing_the_choices(field, value,
     text = str(err.value)
     assert "\n" not in text and text.count(". ") == 0 and repr(value) in text
     assert all(choice in text for choice in choices)
+
+
+@pytest.mark.parametrize("field, value, choices", [("system", "farnet", SYSTEMS),
+                                                   ("backbone", "resnet50", BACKBONES)])
+def test_a_misspelt_model_name_fails_where_the_model_is_built(field, value, choices):
+    """The config imports no model module: system and backbone are checked by farnet_lite.systems (before any
+    weight is made), and the command line offers their choices."""
+    config = TrainConfig(**{field: value})
+    with pytest.raises(ValueError) as err:
+        build_model_from_config(config, num_landmarks=19)
+    text = str(err.value)
+    assert "\n" not in text and repr(value) in text and all(choice in text for choice in choices)
+    assert parse_kwargs(field)["choices"] == choices
 
 
 def test_splits_and_folds_are_checked_against_the_dataset():
@@ -61,8 +73,9 @@ def test_every_field_carries_help_and_every_choice_validates():
         assert f.metadata.get("help"), name
         assert "default" not in f.metadata["help"], name       # the CLI adds the default, once
     with_choices = {name for name, f in config_fields().items() if "choices" in f.metadata}
-    assert {"dataset", "system", "backbone", "loss", "optimizer", "lr_schedule", "precision", "decode",
+    assert {"dataset", "loss", "optimizer", "lr_schedule", "precision", "decode",
             "data_on_device", "annotation"} <= with_choices
+    assert {f.metadata["group"] for f in config_fields().values()} == set(GROUPS)
     import farnet_lite.cli as cli
     assert not hasattr(cli, "HELP")                            # help text lives in the config only
 
@@ -114,7 +127,7 @@ def test_the_spec_scores_as_its_reader_labels(tmp_path):
 
 
 def test_precision_is_auto_unless_a_preset_reproduces_numbers():
-    """auto (bf16 where native, farnet_lite.engine.resolve_precision) by default and in ``fast``; fp32 in the
+    """auto (bf16 where native, farnet_lite.engine.runtime.resolve_precision) by default and in ``fast``; fp32 in the
     presets whose numbers must be the same on every machine (paper, official, demo, quick)."""
     assert TrainConfig().precision == "auto" and TrainConfig.preset("isbi2015", "fast").precision == "auto"
     for setting in ("paper", "official", "demo", "quick"):
@@ -153,7 +166,7 @@ def test_sigma_in_the_papers_grid_is_scaled_to_the_training_grid():
 
 def test_the_run_trains_and_decodes_with_the_target_sigma(monkeypatch, tmp_path):
     """train() draws its targets with ``target_sigma`` and predict_batch decodes with it (not the raw sigma)."""
-    from farnet_lite import train as train_module
+    from farnet_lite.engine import train as train_module
     from farnet_lite.heatmaps import HeatmapCodec
     seen = {}
     real_loss, real_init = train_module.coarse_to_fine_loss, HeatmapCodec.__init__

@@ -1,4 +1,4 @@
-"""The fast CPU path (issue 16): allocator fix, threads, bf16 on native-bf16 CPUs, fused optimizer -- by values."""
+"""The fast CPU path: allocator fix, threads, bf16 on native-bf16 CPUs, fused optimizer -- by values."""
 from __future__ import annotations
 
 import subprocess
@@ -9,9 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from farnet_lite import cpu, engine
 from farnet_lite.config import TrainConfig
-from farnet_lite.evaluate import predict_batch
+from farnet_lite.engine import cpu
+from farnet_lite.engine import runtime as engine
+from farnet_lite.engine.evaluate import predict_batch
+from farnet_lite.heatmaps import LandmarkCodec
 from farnet_lite.layers import HeatmapOutput
 
 
@@ -112,8 +114,9 @@ def test_bf16_and_fp32_predictions_agree():
     images = (255 * blobs).to(torch.uint8)                                             # (K, H, W): one blob each
     config = TrainConfig(input_size=(64, 64), sigma=3.0, decode="subpixel")
     net = _BlobNet().eval()
-    fp32, _ = predict_batch(net, images, (48, 56), config, None)                       # (K, K, 2)
-    bf16, _ = predict_batch(net, images, (48, 56), config, torch.bfloat16)
+    codec = LandmarkCodec((48, 56), 3.0, method="subpixel")
+    fp32, _ = predict_batch(net, images, codec, config, None)                          # (K, K, 2)
+    bf16, _ = predict_batch(net, images, codec, config, torch.bfloat16)
     found = fp32[torch.arange(3), torch.arange(3)]                                    # image i, landmark i
     assert (found - points).norm(dim=-1).max() < 0.5                                   # the model finds the blobs
     assert (bf16 - fp32).norm(dim=-1).max() < 0.1
@@ -121,7 +124,7 @@ def test_bf16_and_fp32_predictions_agree():
 
 TINY_STEP = """
 import importlib.util, torch
-spec = importlib.util.spec_from_file_location("kit_cpu", {path!r})   # farnet_lite/cpu.py alone: a light import
+spec = importlib.util.spec_from_file_location("kit_cpu", {path!r})   # farnet_lite/engine/cpu.py alone: a light import
 cpu = importlib.util.module_from_spec(spec); spec.loader.exec_module(cpu)
 print(cpu.tune_allocator())
 torch.manual_seed(0); threads = torch.get_num_threads(); torch.set_num_threads(1)
@@ -189,8 +192,10 @@ def test_small_map_gemm_only_where_the_weights_outweigh_the_map():
     cpu.use_small_map_gemm(grouped)
     assert not grouped[0].uses_gemm(torch.zeros(1, 4, 1, 1))
     for flag, expected in ((True, cpu.SmallMapConv2d), (False, nn.Conv2d)):
-        model = engine.prepare_model(nn.Sequential(nn.Conv2d(3, 8, 3)), torch.device("cpu"), False, flag)
-        assert type(model[0]) is expected
+        model = nn.Sequential(nn.Conv2d(3, 8, 3))
+        note = cpu.small_map_gemm_for(model, flag, torch.device("cpu"))
+        assert type(model[0]) is expected and bool(note) == flag
+        assert not cpu.small_map_gemm_for(nn.Sequential(nn.Conv2d(3, 8, 3)), flag, torch.device("meta"))
     assert TrainConfig().small_map_gemm
 
 

@@ -8,14 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from farnet_lite.data.custom import (count_custom_landmarks, read_custom, read_custom_table,
-                                     write_synthetic_custom)
+from farnet_lite.data.custom import count_custom_landmarks, read_custom, read_custom_table, write_synthetic_custom
 from farnet_lite.data.dicom import write_dicom
 from farnet_lite.data.errors import DatasetError
 from farnet_lite.data.imageio import save_grey
 from farnet_lite.datasets import DATASETS
+from farnet_lite.engine.scoring import score_predictions
 from farnet_lite.losses import coarse_to_fine_loss
-from farnet_lite.scoring import score_predictions
 
 
 def write_csv(folder, text, images=()):

@@ -2,9 +2,9 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from engine_helpers import cli_args, run_cli, tiny_overrides
-from farnet_lite.evaluate import evaluate
+
+from farnet_lite.engine.evaluate import evaluate
 
 
 def test_torchrun_two_cpu_processes(tmp_path):
@@ -33,7 +33,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
 RECORDER = """
 import os, sys
 import torch
-import farnet_lite.train as train_module
+import farnet_lite.engine.train as train_module
 from farnet_lite import cli
 
 out, rank, epoch_fn = sys.argv[1], int(os.environ.get("RANK", "0")), train_module.train_one_epoch

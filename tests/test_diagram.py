@@ -1,4 +1,4 @@
-"""The architecture figure (farnet_lite/diagram.py): its layout is the model's own shapes and data flow, the figure
+"""The architecture figure (farnet_lite/pictures/diagram.py): its layout is the model's own shapes and data flow, the figure
 draws that layout, and the README's committed docs/architecture.png is drawn from the current model."""
 from pathlib import Path
 
@@ -12,12 +12,12 @@ from matplotlib.text import Annotation
 
 from farnet_lite.baselines import UNet
 from farnet_lite.datasets import ISBI2015
-from farnet_lite.diagram import (PNG_KEY, architecture_layout, draw_architecture, layout_in_png, main,
-                                 readme_model)
 from farnet_lite.model import FARNet, FARNetConfig
+from farnet_lite.pictures.diagram import (PNG_KEY, architecture_layout, draw_architecture, layout_in_png, main,
+                                          readme_model)
 
 README_IMAGE = Path(__file__).resolve().parents[1] / "docs" / "architecture.png"
-REGENERATE = "python -m farnet_lite.diagram docs/architecture.png"
+REGENERATE = "python -m farnet_lite.pictures.diagram docs/architecture.png"
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_widths_and_strides_are_the_models_own(model, layout):
     assert [layout.node(f"A{l}").channels for l in (5, 4, 3, 2, 1)] == [256, 256, 256, 128, 64]
     assert [layout.node(f"A{l}").stride for l in (5, 4, 3, 2, 1)] == [32, 16, 8, 4, 2]
     assert layout.node("FR concat").channels == 64 + 32 + 19
-    assert layout.node("U4").op == "up x2, cat, 1x1" and layout.node("D5").op == "3x3 s2, cat, 3x3"
+    assert layout.node("U4").op == "up x2, cat, 1x1" and layout.node("D5").op == "3x3 s2, cat, 1x1"
 
 
 def test_edges_are_the_data_flow_of_the_forward_pass(layout):
@@ -122,7 +122,7 @@ def test_the_figure_draws_every_label_and_edge_of_the_layout(model, layout):
 
 def test_the_readme_image_is_drawn_from_the_current_model(model, layout, tmp_path, monkeypatch):
     assert model.config == FARNetConfig(ISBI2015.num_landmarks) and ISBI2015.input_size == (800, 640)
-    monkeypatch.setattr("farnet_lite.diagram.readme_model", lambda: model)  # one DenseNet build less
+    monkeypatch.setattr("farnet_lite.pictures.diagram.readme_model", lambda: model)  # one DenseNet build less
     main([str(tmp_path / "a.png")])  # the tool writes the layout it drew into the PNG
     assert layout_in_png(tmp_path / "a.png") == layout.to_json()
     assert README_IMAGE.is_file(), f"{README_IMAGE} is missing; write it with `{REGENERATE}`"

@@ -6,19 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from engine_helpers import tiny_config
-from farnet_lite import train as train_module
-from farnet_lite.checkpoint import (capture_rng, check_compatible, load_checkpoint, load_model, restore_rng,
-                                    save_checkpoint)
+
 from farnet_lite.config import DATASETS, TrainConfig
 from farnet_lite.datasets import cv_fold_indices
-from farnet_lite.engine import lr_factor
-from farnet_lite.evaluate import evaluate
-from farnet_lite.outputs import read_predictions
-from farnet_lite.scoring import score_predictions
-from farnet_lite.splits import open_split
-from farnet_lite.train import NonFiniteLossError, train
+from farnet_lite.engine import train as train_module
+from farnet_lite.engine.checkpoint import (capture_rng, check_compatible, load_checkpoint, load_model, restore_rng,
+                                           save_checkpoint)
+from farnet_lite.engine.evaluate import evaluate
+from farnet_lite.engine.outputs import read_predictions
+from farnet_lite.engine.runtime import lr_factor
+from farnet_lite.engine.scoring import score_predictions
+from farnet_lite.engine.splits import open_split
+from farnet_lite.engine.train import NonFiniteLossError, train
 
 
 def test_paper_presets_follow_the_paper():

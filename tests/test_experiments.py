@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from farnet_lite.cli import main
-from farnet_lite.experiments import (TABLES, Experiment, experiment_config, table_experiments, unique_runs,
-                                     write_quick_datasets)
-from farnet_lite.reproduce import reproduce, run_experiment
+from farnet_lite.reproduction.experiments import (TABLES, Experiment, experiment_config, table_experiments, unique_runs,
+                                                  write_quick_datasets)
+from farnet_lite.reproduction.reproduce import reproduce, run_experiment
 
 
 def test_tables_list_the_papers_rows():

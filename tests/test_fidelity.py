@@ -1,4 +1,4 @@
-"""Fidelity to the paper (issue 12 §2-§3): presets, the official pipeline's options, protocols, MSFA(+)."""
+"""Fidelity to the paper: presets, the official pipeline's options, protocols, MSFA(+)."""
 import csv
 import json
 from pathlib import Path
@@ -13,8 +13,8 @@ from farnet_lite.data import spine
 from farnet_lite.data.cache import PreparedCache
 from farnet_lite.data.synthetic import write_synthetic_spine
 from farnet_lite.datasets import DATASETS
-from farnet_lite.engine import build_optimizer, network_input
-from farnet_lite.evaluate import evaluate_cache, predict_cache
+from farnet_lite.engine.evaluate import evaluate_cache, predict_cache
+from farnet_lite.engine.runtime import build_optimizer, network_input
 from farnet_lite.heatmaps import encode_heatmaps
 from farnet_lite.layers import DownBlock, HeatmapOutput, UpBlock
 from farnet_lite.systems import build_model
@@ -85,18 +85,19 @@ def _stub_cache(n=3):
 
 
 def test_eval_batchnorm_off_predicts_in_training_mode_one_image_at_a_time():
-    config = TrainConfig(dataset="synthetic-isbi", batch_size=4)
+    config = TrainConfig(dataset="synthetic-isbi", batch_size=4, input_size=(32, 32))
     model = PeakModel()
     predict_cache(model, _stub_cache(), config, "cpu")
     assert model.calls == [(False, 3)]
     model.calls.clear()
-    predict_cache(model, _stub_cache(), TrainConfig(dataset="synthetic-isbi", eval_batchnorm=False), "cpu")
+    predict_cache(model, _stub_cache(), TrainConfig(dataset="synthetic-isbi", eval_batchnorm=False,
+                                                 input_size=(32, 32)), "cpu")
     assert model.calls == [(True, 1)] * 3
 
 
 def test_truncate_truth_scores_against_the_truncated_ground_truth():
-    kit = evaluate_cache(PeakModel(), _stub_cache(), TrainConfig(dataset="synthetic-isbi"), "cpu")
-    official = evaluate_cache(PeakModel(), _stub_cache(), TrainConfig(dataset="synthetic-isbi",
+    kit = evaluate_cache(PeakModel(), _stub_cache(), TrainConfig(dataset="synthetic-isbi", input_size=(32, 32)), "cpu")
+    official = evaluate_cache(PeakModel(), _stub_cache(), TrainConfig(dataset="synthetic-isbi", input_size=(32, 32),
                                                                        truncate_truth=True), "cpu")
     np.testing.assert_allclose(kit.pred[0, 0], [10.0, 20.0])
     assert kit.summary["mre"] == pytest.approx(0.1 * np.hypot(0.5, 0.5))             # ISBI spacing 0.1 mm/px
@@ -164,7 +165,8 @@ def test_selection_json_reports_the_selected_and_the_last_epoch(tmp_path, capsys
 
     import torch
     from engine_helpers import tiny_config
-    from farnet_lite import train as train_module
+
+    from farnet_lite.engine import train as train_module
 
     original = train_module.train_one_epoch
     signature = inspect.signature(original)

@@ -1,4 +1,4 @@
-"""The mean-shape floor of Tables 3-5 (issue 16 part 4), by values."""
+"""The mean-shape floor of Tables 3-5, by values."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from farnet_lite.datasets import DATASETS
-from farnet_lite.floor import mean_shape_baseline, write_mean_shape_floor
-from farnet_lite.scoring import score_predictions
-from farnet_lite.tables import gather_table
+from farnet_lite.engine.scoring import score_predictions
+from farnet_lite.reproduction.mean_shape import mean_shape_baseline, write_mean_shape_floor
+from farnet_lite.reproduction.tables import gather_table
 
 
 def test_images_sharing_their_points_have_a_zero_floor():

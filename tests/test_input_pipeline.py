@@ -14,11 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from farnet_lite.checkpoint import build_model_from_config, save_checkpoint
 from farnet_lite.config import TrainConfig
 from farnet_lite.data.cache import load_cache, prepare_cache
 from farnet_lite.data.synthetic import write_synthetic_isbi
-from farnet_lite.splits import open_split
+from farnet_lite.engine.checkpoint import save_checkpoint
+from farnet_lite.engine.splits import open_split
+from farnet_lite.systems import build_model_from_config
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "input_pipeline.py"
 

@@ -1,4 +1,4 @@
-"""farnet_lite.kit_results: the table notebooks' view of results/ -- plan-only quick mode, the rows and their runs,
+"""farnet_lite.reproduction.kit_results: the table notebooks' view of results/ -- plan-only quick mode, the rows and their runs,
 per-row errors, adopting a run made outside reproduce, and the ISBI FARNet run shared by notebooks 06-09."""
 import json
 from pathlib import Path
@@ -9,11 +9,11 @@ import pytest
 from farnet_lite.config import TrainConfig
 from farnet_lite.data import read_isbi2015
 from farnet_lite.data.synthetic import write_synthetic_isbi
-from farnet_lite.experiments import conditions_tag
-from farnet_lite.kit_results import (adopt_run, describe_table, paper_run_config, real_name, row_errors, run_summary,
-                                     run_table, table_runs)
-from farnet_lite.outputs import predictions_frame, write_frame
-from farnet_lite.tables import gather_table
+from farnet_lite.engine.outputs import predictions_frame, write_frame
+from farnet_lite.reproduction.experiments import conditions_tag
+from farnet_lite.reproduction.kit_results import (adopt_run, describe_table, paper_run_config, real_name, row_errors,
+                                                  run_summary, run_table, table_runs)
+from farnet_lite.reproduction.tables import gather_table
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 COMMITTED = RESULTS / "isbi2015" / "cpu-320x256-densenet121-randinit"   # the run behind Table 1

@@ -83,7 +83,7 @@ def test_bad_arguments():
         FARNet(FARNetConfig(19), build_backbone("densenet169"))
     with pytest.raises(TypeError, match="takes a FARNetConfig"):
         FARNet(19)
-    with pytest.raises(ValueError, match="unknown system 'farnet'"):
+    with pytest.raises(ValueError, match="Unknown system 'farnet'; choose one of unet, fpn"):
         build_model("farnet", 19)
 
 
@@ -126,7 +126,7 @@ OFFICIAL_DENSENET121_CONVS = [
     (1280, 256, 1, 1), (768, 256, 1, 1), (512, 256, 1, 1),  # up path 1 at L4, L3, L2
     (256, 512, 3, 2), (768, 512, 1, 1),  # down path to L3
     (512, 1024, 3, 2), (1280, 1024, 1, 1),  # down path to L4
-    (1024, 2048, 3, 2), (2304, 1024, 3, 1),  # down path to L5 (3x3 fusion)
+    (1024, 2048, 3, 2), (2304, 1024, 3, 1),  # down path to L5 (the official 3x3 fusion)
     (1024, 256, 1, 1), (1280, 256, 1, 1), (768, 256, 1, 1), (512, 128, 1, 1), (192, 64, 1, 1),  # up path 2
     (64, 64, 3, 1), (64, 19, 1, 1),  # MSFA head
     (115, 115, 3, 1), (115, 19, 1, 1),  # FR head: 64 + 32 + 19 = 115 channels
@@ -135,7 +135,7 @@ WITH_BATCH_NORM = 17  # every conv above but the four head convs is followed by 
 
 
 def test_densenet121_conv_widths_match_official():
-    model = FARNet(FARNetConfig(19)).eval()
+    model = FARNet(FARNetConfig(19, l5_kernel=3)).eval()                   # the official 3x3 at L5
     calls = []
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d) and (not name.startswith("backbone.") or name.startswith("backbone.stem0")):
@@ -149,6 +149,10 @@ def test_densenet121_conv_widths_match_official():
     convs = sum(i * o * k * k + o for i, o, k, _ in OFFICIAL_DENSENET121_CONVS)
     bns = sum(2 * o for _, o, _, _ in OFFICIAL_DENSENET121_CONVS[:WITH_BATCH_NORM])
     assert count_parameters(model) == densenet_features + convs + bns == 61_219_731
+    # the paper's 1x1 at L5 (the default) has 8 x 2304 x 1024 weights fewer: 42.3 M in all
+    paper = FARNet(FARNetConfig(19))
+    assert count_parameters(model) - count_parameters(paper) == 8 * 2304 * 1024 == 18_874_368
+    assert paper.msfa.down[2].conv[0].kernel_size == (1, 1) and model.msfa.down[2].conv[0].kernel_size == (3, 3)
     print(f"\nFARNet-DenseNet121 (K=19): {count_parameters(model):,d} parameters; the official model.py has "
           f"{count_parameters(model) - 768 + (64 * 64 * 9 + 64) + (115 * 115 * 9 + 115):,d} "
           "(1x1 C0 and its two unused 3x3 convs)")

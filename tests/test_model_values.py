@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from farnet_lite.layers import DownBlock, UpBlock, upsample_like
-from farnet_lite.model import FARNet, FARNetConfig, FeatureRefinement
+from farnet_lite.model import FR, FARNet, FARNetConfig
 
 BN_SCALE = 1 / math.sqrt(1 + 1e-5)   # a fresh BatchNorm2d in eval(): running mean 0, var 1, eps 1e-5
 
@@ -55,7 +55,7 @@ def test_fr_output_is_the_upsampled_msfa_heatmaps_when_wired_to_them():
     """FR's input is cat([up(features), c0, up(heatmaps)]); a head that passes through the last K channels must
     return exactly the up-sampled MSFA heatmaps -- zeros fed instead would return zeros."""
     k, feature_ch, c0_ch = 2, 3, 1
-    fr = FeatureRefinement(feature_ch, c0_ch, k, use_heatmaps=True).eval()
+    fr = FR(feature_ch, c0_ch, k, use_heatmaps=True).eval()
     width = feature_ch + c0_ch + k
     identity = torch.zeros(width, width, 3, 3)
     identity[range(width), range(width), 1, 1] = 1.0

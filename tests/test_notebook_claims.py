@@ -1,21 +1,20 @@
-"""Every "Introduced in notebook NN_name" in a farnet_lite docstring names notebooks whose code uses the symbol.
+"""docs/NOTEBOOKS.md's map "Where the course introduces each kit object" is true: every module and object a
+notebook's line names is used by that notebook's code cells, and every core module appears in the map.
 
-The claim belongs to the object whose docstring holds it: a function, class or method, or a constant (the string
-right after its assignment) -- the notebook's code cells must import it by name or read it as an attribute -- or a
-module (the notebook imports it, or uses one of its public functions / classes). Notebooks named inside parentheses ("(inline in 02_ewc_loss)") are remarks,
-not claims; every other NN_name of the sentence is checked.
+An object is used when a code cell imports it by name or reads it as an attribute (``farnet_lite.metrics.sdr``,
+``config.preset``); a module alone when a cell imports it or uses one of its public functions / classes. The
+package's docstrings carry no such tags (the map is the one place).
 """
 import ast
 import json
 import re
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "farnet_lite"
-CLAIM = re.compile(r"Introduced in notebooks? (.*?)(?:\.\s|\.$|$)", re.S)
-NAME = re.compile(r"\b(\d\d_[a-z0-9_]+)")
+MAP = REPO / "docs" / "NOTEBOOKS.md"
+LINE = re.compile(r"^- \*\*(\d\d_[a-z0-9_]+)\*\* — (.*)$", re.M)
+ENTRY = re.compile(r"`(farnet_lite[a-z0-9_.]*)`(?: \(module\))?(?:: ([^;]*))?")
 
 
 def _parse_cell(source: str) -> ast.AST:
@@ -48,39 +47,30 @@ def _notebook_uses() -> dict:
     return uses
 
 
-def _documented(tree: ast.Module):
-    """``(symbol, docstring)`` for the module, its functions, classes, methods and documented constants."""
-    yield None, ast.get_docstring(tree) or ""
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            yield node.name, ast.get_docstring(node) or ""
-        body = getattr(node, "body", None)
-        if not isinstance(body, list):
-            continue
-        for before, after in zip(body, body[1:]):      # NAME = value followed by a string: an attribute docstring
-            if (isinstance(before, (ast.Assign, ast.AnnAssign)) and isinstance(after, ast.Expr)
-                    and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
-                targets = before.targets if isinstance(before, ast.Assign) else [before.target]
-                for target in targets:
-                    if isinstance(target, ast.Name):
-                        yield target.id, after.value.value
-
-
-def _public_names(tree: ast.Module) -> list:
+def _public_names(module: str) -> list:
+    path = REPO / (module.replace(".", "/") + ".py")
+    if not path.is_file():
+        path = REPO / module.replace(".", "/") / "__init__.py"
+    tree = ast.parse(path.read_text())
     return [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))
             and not node.name.startswith("_")]
 
 
+def parse_map(text: str):
+    """``(notebook, module, symbol or None)`` for every entry of the map (``symbol`` None: the module itself)."""
+    for notebook, rest in LINE.findall(text):
+        for module, names in ENTRY.findall(rest):
+            symbols = re.findall(r"`(\w+)`", names)
+            if not symbols or "and the module" in names:
+                yield notebook, module, None
+            for symbol in symbols:
+                yield notebook, module, symbol
+
+
 def _claims():
-    """``(module, symbol or None, notebook, public names of the module)`` for every claim."""
-    for path in sorted(PACKAGE.rglob("*.py")):
-        module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
-        tree = ast.parse(path.read_text())
-        for symbol, doc in _documented(tree):
-            for sentence in CLAIM.findall(doc):
-                outside = re.sub(r"\([^)]*\)", "", sentence)
-                for notebook in NAME.findall(outside):
-                    yield module, symbol, notebook, _public_names(tree)
+    """``(module, symbol or None, notebook, public names of the module)`` for every entry of the map."""
+    for notebook, module, symbol in parse_map(MAP.read_text()):
+        yield module, symbol, notebook, _public_names(module)
 
 
 def _uses(used: tuple, module: str, symbol, names) -> bool:
@@ -107,11 +97,17 @@ def test_every_claim_names_a_notebook_that_uses_the_symbol():
     assert not wrong, f"{len(wrong)} false claims:\n" + "\n".join(wrong)
 
 
-@pytest.mark.parametrize("doc, expected", [
-    ("Introduced in notebook 04_msfa_module.", ["04_msfa_module"]),
-    ("Introduced in notebooks 04_msfa_module (UpBlock) and 05_fr_module.", ["04_msfa_module", "05_fr_module"]),
-    ("Introduced in notebook 12_paper_figures (inline in 02_ewc_loss).", ["12_paper_figures"]),
-])
-def test_claim_parsing(doc, expected):
-    found = [NAME.findall(re.sub(r"\([^)]*\)", "", s)) for s in CLAIM.findall(doc)]
-    assert [n for names in found for n in names] == expected
+def test_map_parsing():
+    text = "- **04_msfa_module** — `farnet_lite.layers` (module); `farnet_lite.model`: `MSFA` and the module\n"
+    assert list(parse_map(text)) == [("04_msfa_module", "farnet_lite.layers", None),
+                                     ("04_msfa_module", "farnet_lite.model", None),
+                                     ("04_msfa_module", "farnet_lite.model", "MSFA")]
+
+
+def test_every_core_module_is_in_the_map_and_no_docstring_carries_a_tag():
+    mapped = {module for _, module, _ in parse_map(MAP.read_text())}
+    core = {f"farnet_lite.{p.stem}" for p in PACKAGE.glob("*.py")} - {"farnet_lite.__init__", "farnet_lite.cli",
+                                                                       "farnet_lite.atomic", "farnet_lite.demo"}
+    assert core - mapped == set(), f"core modules no notebook line names: {sorted(core - mapped)}"
+    tagged = [str(p.relative_to(REPO)) for p in PACKAGE.rglob("*.py") if "Introduced in notebook" in p.read_text()]
+    assert not tagged, f"docstrings tag notebooks again (the map in {MAP.name} is the one place): {tagged}"

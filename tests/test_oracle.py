@@ -13,16 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from engine_helpers import tiny_config
 from torch import nn
 
-from engine_helpers import tiny_config
 from farnet_lite.config import TrainConfig
 from farnet_lite.data.isbi2015 import read_isbi2015
-from farnet_lite.engine import network_input
-from farnet_lite.evaluate import evaluate, predict, predict_batch
+from farnet_lite.engine.evaluate import evaluate, predict_batch
+from farnet_lite.engine.predict import predict
+from farnet_lite.engine.runtime import network_input, run_codec
+from farnet_lite.engine.splits import prepared_split
 from farnet_lite.heatmaps import OFFICIAL_ORIGIN, HeatmapCodec
 from farnet_lite.layers import HeatmapOutput
-from farnet_lite.splits import prepared_split
 
 SIZE = (32, 32)       # (H, W) network input
 SIGMA = 1.5
@@ -65,6 +66,11 @@ def exact_points(msfa_alone):
     return 2 * grid + 0.5 if msfa_alone else 2 * grid                      # (2, 3, 2) input grid
 
 
+def decode_with(model, images, config):
+    """``predict_batch`` with the run's codec, as evaluation calls it."""
+    return predict_batch(model, images, run_codec(config), config)
+
+
 def config_for(decode, **changes):
     return TrainConfig.preset("synthetic-isbi", "demo", input_size=SIZE, sigma=SIGMA, decode=decode, **changes)
 
@@ -73,7 +79,7 @@ def config_for(decode, **changes):
 def test_predict_batch_gives_back_pixel_centres_exactly_with_argmax(msfa_alone):
     images, points = reference_images(2), exact_points(msfa_alone)
     oracle = Oracle(images, points, msfa_alone=msfa_alone).eval()
-    coords, scores = predict_batch(oracle, images, SIZE, config_for("argmax"))
+    coords, scores = decode_with(oracle, images, config_for("argmax"))
     assert coords.shape == (2, 3, 2) and scores.shape == (2, 3)
     torch.testing.assert_close(coords, points, atol=0, rtol=0)
     torch.testing.assert_close(scores, torch.ones(2, 3))
@@ -85,9 +91,9 @@ def test_predict_batch_decodes_with_the_configs_origins(msfa_alone):
     pipeline, decode_origin=0) every point moves one heatmap pixel up-left -- 2 input pixels on the half grid."""
     images, points = reference_images(2), exact_points(msfa_alone)
     oracle = Oracle(images, points, msfa_alone=msfa_alone, origin=OFFICIAL_ORIGIN).eval()
-    same, _ = predict_batch(oracle, images, SIZE, config_for("argmax", origin=OFFICIAL_ORIGIN))
+    same, _ = decode_with(oracle, images, config_for("argmax", origin=OFFICIAL_ORIGIN))
     torch.testing.assert_close(same, points, atol=0, rtol=0)
-    official, _ = predict_batch(oracle, images, SIZE, config_for("argmax", origin=OFFICIAL_ORIGIN,
+    official, _ = decode_with(oracle, images, config_for("argmax", origin=OFFICIAL_ORIGIN,
                                                                  decode_origin=0.0))
     torch.testing.assert_close(official, points - (2.0 if msfa_alone else 1.0), atol=0, rtol=0)
 
@@ -98,7 +104,7 @@ def test_predict_batch_gives_back_any_point_with_subpixel(msfa_alone):
     gen = torch.Generator().manual_seed(2)
     points = 2.0 + 27.0 * torch.rand(3, 5, 2, generator=gen)              # (3, 5, 2) non-integer, inside
     oracle = Oracle(images, points, msfa_alone=msfa_alone).eval()
-    coords, _ = predict_batch(oracle, images[[2, 0, 1]], SIZE, config_for("subpixel"))   # any order
+    coords, _ = decode_with(oracle, images[[2, 0, 1]], config_for("subpixel"))   # any order
     torch.testing.assert_close(coords, points[[2, 0, 1]], atol=1e-3, rtol=0)
 
 
@@ -117,8 +123,8 @@ def tiny_split(tmp_path_factory):
 def install_oracle(monkeypatch, config, cache, msfa_alone):
     """Make ``load_model`` (any checkpoint path) return an oracle of the Test1 cache and the tiny config."""
     oracle = Oracle(cache.images, cache.landmarks, sigma=config.sigma, msfa_alone=msfa_alone).eval()
-    inference = importlib.import_module("farnet_lite.evaluate")            # the module, not the function
-    monkeypatch.setattr(inference, "load_model", lambda *args, **kwargs: (oracle, config))
+    for name in ("farnet_lite.engine.evaluate", "farnet_lite.engine.predict"):   # the modules, not the functions
+        monkeypatch.setattr(importlib.import_module(name), "load_model", lambda *args, **kwargs: (oracle, config))
 
 
 @pytest.mark.parametrize("msfa_alone", [False, True], ids=["fr", "msfa-alone"])

@@ -1,4 +1,4 @@
-"""The paper's Tables 1-5 in farnet_lite/paper/*.csv: every value against a second transcription, against the paper's
+"""The paper's Tables 1-5 in farnet_lite/reproduction/paper/*.csv: every value against a second transcription, against the paper's
 text (when ../shared/paper is present), and the differences the paper states in §4.3-4.5."""
 import functools
 import math
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from farnet_lite.experiments import TABLES, table_experiments
-from farnet_lite.tables import load_paper_numbers, paper_table
+from farnet_lite.reproduction.experiments import TABLES, table_experiments
+from farnet_lite.reproduction.tables import load_paper_numbers, paper_table
 
 PAPER_TEXT = Path(__file__).resolve().parents[2] / "shared" / "paper" / "farnet_paper.txt"
 

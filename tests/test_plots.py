@@ -1,4 +1,4 @@
-"""Figure helpers (farnet_lite/plots.py) and the landmark viewer (farnet_lite/viewer.py), headless (Agg)."""
+"""Figure helpers (farnet_lite/pictures/plots.py) and the landmark viewer (farnet_lite/pictures/viewer.py), headless (Agg)."""
 import base64
 
 import matplotlib
@@ -13,7 +13,8 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import PathPatch
 
-from farnet_lite import metrics, plots, viewer
+from farnet_lite import metrics
+from farnet_lite.pictures import plots, viewer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -1,4 +1,4 @@
-"""ImageNet weights (issue 12 §2): the offline message, old torchvision DenseNet files, strict loading."""
+"""ImageNet weights: the offline message, old torchvision DenseNet files, strict loading."""
 from pathlib import Path
 from urllib.error import URLError
 

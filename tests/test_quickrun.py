@@ -1,11 +1,11 @@
-"""The course's shared quick run (farnet_lite.quickrun) and the real-data lookup (datasets.real_data_root)."""
+"""The course's shared quick run (farnet_lite.reproduction.quickrun) and the real-data lookup (datasets.real_data_root)."""
 import json
 
 import pytest
 
-from farnet_lite import quickrun
 from farnet_lite.data.synthetic import MANIFEST
 from farnet_lite.datasets import real_data_root
+from farnet_lite.reproduction import quickrun
 
 TINY = dict(system="unet", input_size=(32, 32), batch_size=4, epochs=1, deterministic=True)
 """A seconds-long stand-in for the quick preset's FARNet: the reuse logic does not depend on the model."""

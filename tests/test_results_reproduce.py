@@ -1,5 +1,5 @@
 """Every committed result is reproduced from what is committed beside it: each run's metrics_<split>.json and
-per_landmark_<split>.csv from its predictions CSV and the annotation files (``farnet_lite.rescore``), each
+per_landmark_<split>.csv from its predictions CSV and the annotation files (``farnet_lite.reproduction.rescore``), each
 mean-shape floor from the data alone; and a fresh run's CSV gives back its own metrics.
 
 Rates (SDR, a count over the landmarks) must be equal; continuous numbers agree to 1e-9 relative: the run scored
@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from engine_helpers import REPO, tiny_config
-from farnet_lite.floor import write_mean_shape_floor
-from farnet_lite.rescore import DESCRIPTIVE_KEYS, rescore_metrics_file
-from farnet_lite.tables import FLOOR_FOLDER, FLOOR_TABLES
+
+from farnet_lite.reproduction.mean_shape import write_mean_shape_floor
+from farnet_lite.reproduction.rescore import DESCRIPTIVE_KEYS, rescore_metrics_file
+from farnet_lite.reproduction.tables import FLOOR_FOLDER, FLOOR_TABLES
 
 RESULTS = REPO / "results"
 DATA = REPO.parent / "shared" / "data"
@@ -69,7 +69,7 @@ def test_committed_mean_shape_floors_are_recomputed(table, tmp_path):
 
 def test_a_fresh_runs_csv_gives_back_its_metrics(tmp_path, monkeypatch):
     """Train a tiny run; its predictions CSV, scored again, gives the numbers of its metrics JSON."""
-    from farnet_lite.train import train
+    from farnet_lite.engine.train import train
 
     result = train(tiny_config(tmp_path, epochs=1))
     assert set(result.metrics) == {"test1"}

@@ -6,17 +6,17 @@ import signal
 import pandas as pd
 import pytest
 import torch
-
 from engine_helpers import cli_args, run_cli, tiny_overrides
-from farnet_lite import train as train_module
+
 from farnet_lite.config import TrainConfig
-from farnet_lite.train import CheckpointTimer, StopAfterEpoch, train
+from farnet_lite.engine import train as train_module
+from farnet_lite.engine.train import CheckpointTimer, StopAfterEpoch, train
 
 # The kill hook lives here, not in the package: the subprocess patches the training module, then runs the CLI.
 KILLER = """
 import os, signal, sys
 import torch
-import farnet_lite.train as train_module
+import farnet_lite.engine.train as train_module
 from farnet_lite import cli
 
 where, at = sys.argv[1], int(sys.argv[2])
@@ -53,7 +53,7 @@ def kill_run(where, at, args):
 
 def test_killed_run_resumes_exactly(tmp_path, monkeypatch):
     """Killed in the middle of epoch 2, then half-way through writing last.pt: the run still ends bit-identical."""
-    monkeypatch.setenv("FARNET_THREADS", "1")   # the same thread count here and in the subprocesses (farnet_lite.cpu)
+    monkeypatch.setenv("FARNET_THREADS", "1")   # the same thread count here and in the subprocesses (farnet_lite.engine.cpu)
     values = dict(tiny_overrides(tmp_path), epochs=3, augment=True,   # augmentation: its RNG must resume too
                   checkpoint_minutes=0)                                # last.pt after every epoch
     # 1. uninterrupted (in this process; one thread, like the subprocesses)

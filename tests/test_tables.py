@@ -9,8 +9,9 @@ import pytest
 
 from farnet_lite import metrics
 from farnet_lite.config import TrainConfig
-from farnet_lite.experiments import TABLES, table_experiments
-from farnet_lite.tables import gather_table, load_paper_numbers, pool_folds, run_errors, table_markdown, wide_table
+from farnet_lite.reproduction.experiments import TABLES, table_experiments
+from farnet_lite.reproduction.tables import (gather_table, load_paper_numbers, pool_folds, run_errors, table_markdown,
+                                             wide_table)
 
 REAL_ISBI = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2015"
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "isbi2015" / "cpu-160x128-densenet121-randinit"

@@ -11,7 +11,7 @@ differ only in what they change. Each trains into ``<runs-dir>/<study>/<variant>
 reused when finished), is scored on Test1 at its last epoch (Test1 only: Test2 is the test set, scored once for
 a chosen recipe), and its small files are copied to ``<results-dir>/<study>/<variant>`` with provenance; the
 study's table (``table.md``, ``table.csv``) puts the variants beside the mean-shape floor. Ablation runs are not
-rows of the paper's tables (``farnet_lite.found_runs`` leaves ``results/ablations`` out).
+rows of the paper's tables (``farnet_lite.reproduction.runs`` leaves ``results/ablations`` out).
 """
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ from pathlib import Path
 import pandas as pd
 
 from farnet_lite.config import TrainConfig
-from farnet_lite.experiments import run_finished
-from farnet_lite.outputs import atomic_write_text, write_frame
-from farnet_lite.reproduce import device_description, export_run, git_commit
-from farnet_lite.train import train
+from farnet_lite.engine.outputs import atomic_write_text, write_frame
+from farnet_lite.engine.train import train
+from farnet_lite.reproduction.experiments import run_finished
+from farnet_lite.reproduction.reproduce import device_description, export_run, git_commit
 
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ("mre", "sd", "sdr_2", "sdr_2.5", "sdr_3", "sdr_4")

@@ -1,4 +1,4 @@
-"""One prepared GPU session (issue 15): benchmark, FARNet on ISBI 2015 at 800x640 and the spine, in one command.
+"""One prepared GPU session : benchmark, FARNet on ISBI 2015 at 800x640 and the spine, in one command.
 
 A GPU is lent for minutes, so everything is prepared here and the GPU machine runs ONE command::
 
@@ -20,7 +20,7 @@ recorded (ok / partial / error / skipped) in provenance.json even when another f
 
 1. ``benchmark``: train and inference images/s and peak memory at the ISBI size: the kit's fast path (bf16
    autocast, channels_last, batch 8, uint8 cache in GPU memory) against the official-style pipeline (fp32, batch 1,
-   NCHW, full-size JPEGs decoded and heatmaps built per sample on the CPU), both from ``farnet_lite.benchmark``,
+   NCHW, full-size JPEGs decoded and heatmaps built per sample on the CPU), both from ``farnet_lite.engine.benchmark``,
    with the ratio.
 2. ``isbi``: FARNet-DenseNet-121 from random initialisation with the ``fast`` preset, as many of its 300 epochs as
    the budget allows (the cosine schedule is re-planned from the measured time of epochs 1 and 2; a run that would
@@ -64,19 +64,21 @@ import torch  # noqa: E402
 
 try:
     import pandas as pd
+
     from farnet_lite.atomic import atomic_path
-    from farnet_lite.benchmark import bench_engine, bench_official_style
-    from farnet_lite.checkpoint import build_model_from_config
     from farnet_lite.config import TrainConfig
     from farnet_lite.data.augment import augment
     from farnet_lite.data.cache import default_cache_name, encode_image, load_cache, prepare_cache, resize_image
     from farnet_lite.datasets import cv_fold_indices
-    from farnet_lite.engine import (BatchSource, build_optimizer, build_scheduler, cuda_native_bf16, make_scaler,
-                                    prepare_model, resolve_device, resolve_precision, seed_everything)
-    from farnet_lite.evaluate import evaluate_cache
-    from farnet_lite.outputs import predictions_frame, write_frame, write_json
-    from farnet_lite.scoring import selection_key
-    from farnet_lite.train import augment_config, train_one_epoch
+    from farnet_lite.engine.benchmark import bench_engine, bench_official_style
+    from farnet_lite.engine.evaluate import evaluate_cache
+    from farnet_lite.engine.outputs import predictions_frame, write_frame, write_json
+    from farnet_lite.engine.runtime import (BatchSource, build_optimizer, build_scheduler, cuda_native_bf16,
+                                            make_scaler, prepare_model, resolve_device, resolve_precision,
+                                            seed_everything)
+    from farnet_lite.engine.scoring import selection_key
+    from farnet_lite.engine.train import train_one_epoch
+    from farnet_lite.systems import build_model_from_config
 except ImportError as err:
     if str(getattr(err, "name", "")).startswith("farnet_lite"):
         sys.exit(f"tools/gpu_session.py cannot import the kit ({err}); run it from the repository root with "
@@ -441,7 +443,7 @@ def fit(config: TrainConfig, train_cache, val_cache, device, budget_s: float, on
     scheduler = build_scheduler(config, optimizer, math.ceil(source.size / config.batch_size))
     scaler, data_generator = make_scaler(amp_dtype, device), torch.Generator().manual_seed(config.seed)
     aug_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
-    params = augment_config(config)
+    params = config.spec.augmentation()
     augmenter = (lambda images, points, g: augment(images, points, params, g)) if config.augment else None
     history, best, best_state, started = [], (math.inf, -1), None, time.perf_counter()
     while len(history) < config.epochs:

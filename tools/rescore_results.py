@@ -1,10 +1,10 @@
 """Rewrite the committed runs' metrics from their predictions CSVs: ``python tools/rescore_results.py [--check]``.
 
 Each ``results/<dataset>/<run>/**/metrics_<split>.json`` and its ``per_landmark_<split>.csv`` are recomputed by
-``farnet_lite.rescore`` from the ``predictions_<split>.csv`` beside them and the annotation files under
+``farnet_lite.reproduction.rescore`` from the ``predictions_<split>.csv`` beside them and the annotation files under
 ``../shared/data`` (the data roots the runs' config.json record, relative to the repository), so that what a
 reader recomputes from the CSV is what the JSON says. ``--check`` writes nothing and exits 1 when a file differs.
-The mean-shape folders hold no predictions (``farnet_lite.floor`` recomputes them) and are left alone.
+The mean-shape folders hold no predictions (``farnet_lite.reproduction.mean_shape`` recomputes them) and are left alone.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from farnet_lite.outputs import write_frame, write_json
-from farnet_lite.rescore import DESCRIPTIVE_KEYS, per_landmark_of, rescore_metrics_file, run_config_of
+from farnet_lite.engine.outputs import write_frame, write_json
+from farnet_lite.reproduction.rescore import DESCRIPTIVE_KEYS, per_landmark_of, rescore_metrics_file, run_config_of
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,5 @@
 """Data layer: readers of the three public layouts, synthetic stand-ins, the prepared cache, augmentation.
 
-Introduced in notebook 00_setup_and_data.
-
     read_isbi2015, read_hand, read_spine   -> LandmarkDataset (lazy sequence of Sample)
     synthetic_radiograph, write_synthetic_* -> the same layouts without the real data
     prepare_cache / load_cache              -> images resized once to the network input

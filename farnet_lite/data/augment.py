@@ -1,7 +1,5 @@
 """Data augmentation on the GPU: one random affine per image, applied to the image AND its landmarks.
 
-Introduced in notebook 00_setup_and_data (used by notebook 06_training_on_gpu).
-
 The paper augments the hand dataset "following Payer et al." and the spine dataset "following BoostNet"; the
 cephalograms are not augmented (§4.2). Everything here is batched torch, so it runs wherever the batch is
 (CPU or GPU), after the prepared cache (`farnet_lite.data.cache`) has delivered images at the input size.
@@ -36,8 +34,6 @@ import torch.nn.functional as F
 @dataclass(frozen=True)
 class AugmentConfig:
     """Ranges of the random augmentation (all uniform, drawn per image).
-
-    Introduced in notebook 00_setup_and_data.
 
     rotation_deg: angle in [-rotation_deg, rotation_deg] degrees.
     scale:        isotropic zoom factor in [scale[0], scale[1]] (> 1 magnifies).
@@ -170,8 +166,6 @@ def random_affine(images: torch.Tensor, points: Optional[torch.Tensor],
                   padding_mode: str = "zeros") -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Random rotation, isotropic scale and translation, one per image, applied jointly to images and points.
 
-    Introduced in notebook 00_setup_and_data.
-
     Args:
         images: (B, C, H, W) float tensor on any device.
         points: (B, K, 2) (x, y) pixel coordinates in the same grid (NaN = missing), or None.
@@ -221,7 +215,7 @@ def augment(images: torch.Tensor, points: Optional[torch.Tensor], config: Augmen
             generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Apply an `AugmentConfig`: `random_affine` then `random_intensity` (each only if enabled).
 
-    Introduced in notebook 00_setup_and_data. images (B, C, H, W) float in [0, 1]; points (B, K, 2) or None.
+ images (B, C, H, W) float in [0, 1]; points (B, K, 2) or None.
     """
     if config.geometric:
         images, points = random_affine(images, points, generator, config.rotation_deg, config.scale,

@@ -1,9 +1,7 @@
 """Prepared cache: every radiograph of a split resized ONCE to the network input and stored in one file.
 
-Introduced in notebook 00_setup_and_data.
-
-Training decodes a 1935x2400 ISBI radiograph in ~30 ms and resizes it in ~10 ms; doing that for every image
-in every epoch dominates a small GPU job. `prepare_cache` does it once and writes one `.npz` holding
+Decoding and resizing a full 1935x2400 ISBI radiograph for every image in every epoch dominates a small GPU
+job. `prepare_cache` does it once and writes one `.npz` holding
 
     encoded         (sum of bytes,) uint8   every resized image, JPEG (default) or PNG, back to back
     offsets         (N + 1,) int64          image i is encoded[offsets[i]:offsets[i + 1]]
@@ -25,8 +23,7 @@ sampling and aliasing. Its geometry is the same pixel-centre convention (image e
 Decoding. A `LandmarkDataset` of JPEGs (ISBI's .jpg copies, the hand atlas, the spine) is decoded in Pillow's draft mode
 (`farnet_lite.data.imageio.read_reduced`): libjpeg shrinks each 8x8 DCT block by s = 2, 4 or 8 while decoding,
 with s the largest factor that keeps the draft >= 2x the cache size in both axes, so the BILINEAR resize above
-still averages at least 2x2 draft pixels per cache pixel. A 1935x2400 ISBI JPEG then decodes ~5x faster (~6-9 ms
-instead of ~35-47 ms), and the 150-image ISBI train split builds at 64x64 in ~1.5 s instead of ~6.6 s.
+still averages at least 2x2 draft pixels per cache pixel, and a large JPEG decodes several times faster.
 Geometry: a draft has ceil(H0 / s) rows, which cover ceil(H0 / s) * s >= H0 source rows (the last block is
 padded), so resizing the whole draft would stretch the content by up to s - 1 source pixels (1 px = 0.05 % of
 an ISBI width at s = 8); the resize therefore reads only the box (0, 0, W0 / s, H0 / s) of the draft -- exactly
@@ -34,7 +31,7 @@ the original extent -- and landmarks are rescaled from the ORIGINAL (H0, W0), wh
 Measured on 20 ISBI images, the resized draft differs from the resized full decode by 0.21 (64x64), 0.19
 (160x128) and 0.16 (320x256) grey levels on average (mean |diff|; 0.33-0.40 without the box), below the
 JPEG codec's own ~0.7. Other formats (PNG, BMP, TIFF, DICOM), JPEGs smaller than 2x the cache size and plain
-sequences of `Sample`s are decoded fully; so is every raw image file given to `farnet_lite.evaluate.predict`,
+sequences of `Sample`s are decoded fully; so is every raw image file given to `farnet_lite.engine.predict.predict`,
 so a cached image and a raw one differ by those ~0.2 grey levels -- far inside the JPEG noise and the training
 intensity augmentation. The fingerprint's "decode" field names the decoder, so caches built by the full decoder
 are rebuilt once.
@@ -122,7 +119,7 @@ class PreparedCache:
 def resize_image(image: np.ndarray, size: Sequence[int], box: Optional[Sequence[float]] = None) -> np.ndarray:
     """Resize an `(H0, W0)` uint8 image to `size` = (H, W) with Pillow BILINEAR + antialias (see module doc).
 
-    Introduced in notebook 00_setup_and_data. Same pixel-centre convention as `rescale_points`. `box` =
+ Same pixel-centre convention as `rescale_points`. `box` =
     (x0, y0, x1, y1), floats in pixel-EDGE coordinates of `image`, resizes only that region (default: all of it);
     the cache uses (0, 0, W0 / s, H0 / s) for a JPEG draft reduced by s (`farnet_lite.data.imageio.Reduced`).
     """
@@ -153,7 +150,7 @@ def decode_image(data: bytes) -> np.ndarray:
 
 
 def default_cache_name(name: str, split: str, size: Sequence[int]) -> str:
-    """File name used by the CLI, e.g. ``isbi2015_train_800x640.npz``. Introduced in notebook 00_setup_and_data."""
+    """File name used by the CLI, e.g. ``isbi2015_train_800x640.npz``."""
     return f"{name}_{split}_{int(size[0])}x{int(size[1])}.npz"
 
 
@@ -255,8 +252,6 @@ def prepare_cache(dataset, size: Sequence[int], path: Union[str, Path], num_work
                   progress: bool = True) -> Path:
     """Resize every sample of `dataset` to `size` = (H, W) once and store it in one `.npz` at `path`.
 
-    Introduced in notebook 00_setup_and_data.
-
     Args:
         dataset: a `LandmarkDataset` (or any sequence of `Sample`s).
         size: (H, W) of the network input, e.g. (800, 640) for ISBI, (512, 512) hand, (1024, 512) spine.
@@ -347,7 +342,7 @@ def _write_cache(path: Path, dataset, fingerprint: dict, results: list, size, co
 def load_cache(path: Union[str, Path], num_threads: Optional[int] = None) -> PreparedCache:
     """Open a cache written by `prepare_cache` and decode every image once into memory.
 
-    Introduced in notebook 00_setup_and_data. Raises FileNotFoundError for a missing file and CacheError (one sentence
+ Raises FileNotFoundError for a missing file and CacheError (one sentence
     naming the file and the fix) for a corrupt, foreign or incompatible one.
     """
     path = Path(path)

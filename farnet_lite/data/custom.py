@@ -1,6 +1,6 @@
 """Your own landmark set: one CSV file lists the images, their landmarks (any K) and, optionally, split and spacing.
 
-Introduced in notebook 00_setup_and_data. The format (a header row, then one row per image)::
+ The format (a header row, then one row per image)::
 
     image,spacing_mm,split,x1,y1,x2,y2,...,xK,yK
     images/p001.png,0.1,train,412.5,380,520,391.25,...
@@ -237,7 +237,7 @@ def count_custom_landmarks(csv_path: PathLike) -> int:
 def read_custom(csv_path: PathLike, split: str = "train") -> LandmarkDataset:
     """The images of one split of a landmark CSV as a `LandmarkDataset` (name "custom").
 
-    Introduced in notebook 00_setup_and_data. Ids are the image paths as written in the CSV (unique even when two
+ Ids are the image paths as written in the CSV (unique even when two
     folders hold the same file name). Per-image spacings travel as ``dataset.spacings`` ((N,) mm, NaN unknown)
     and the metric is ``MetricSpec("image")``: errors in mm by each image's own spacing.
     """
@@ -258,7 +258,7 @@ def write_synthetic_custom(root: PathLike, n: int = 20, num_landmarks: int = 5, 
                            spacing_mm: float = 0.25, seed: int = 0) -> Path:
     """Write an example landmark set in the CSV format above; returns the CSV's path (``root/landmarks.csv``).
 
-    Introduced in notebook 00_setup_and_data. `n` procedural radiographs of `size` (H, W) with `num_landmarks`
+ `n` procedural radiographs of `size` (H, W) with `num_landmarks`
     landmarks, in two folders that reuse file names (ids must be paths, not stems): PNGs with ``spacing_mm`` in
     the CSV, and every 4th image as a 16-bit MONOCHROME1 DICOM whose spacing is only in its header. Every 3rd
     image misses one landmark (an empty cell), and there is no split column (the held-out split is used).

@@ -1,7 +1,5 @@
 """DICOM radiographs: pixels to a grey ``(H, W) uint8`` image the way a viewer shows them, and the pixel spacing.
 
-Introduced in notebook 00_setup_and_data.
-
 A DICOM file stores raw detector values (often 12 bits in 16), not display grey levels. `read_dicom` applies, in
 the order of the DICOM standard (PS3.3 C.11):
 
@@ -91,7 +89,7 @@ def window_to_uint8(values: np.ndarray, center: Optional[float], width: Optional
 def read_dicom(path: PathLike) -> Tuple[np.ndarray, Optional[Tuple[float, float]]]:
     """Decode a DICOM radiograph: ``(image (H, W) uint8, (row, column) spacing in mm or None)``.
 
-    Introduced in notebook 00_setup_and_data. See the module docstring for the transforms; colour images are
+ See the module docstring for the transforms; colour images are
     converted with the ITU-R 601 luma, like Pillow's "L". Raises DatasetError (one sentence naming the file)
     for a file that is not DICOM, holds several frames or uses a compression pydicom cannot decode here.
     """

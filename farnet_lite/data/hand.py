@@ -1,7 +1,5 @@
 """Reader of the Digital Hand Atlas with the 37 landmarks of Payer et al. (MedIA 2019; FARNet paper §4.1).
 
-Introduced in notebook 00_setup_and_data.
-
 Layout under `root` (images may sit anywhere below root: a flat folder or the DHA race/sex/age tree):
 
     **/<id>.jpg                             the DHA radiographs (grey JPEG)
@@ -40,7 +38,7 @@ def read_hand_annotations(csv_path: Path | str, on_error: str = "raise",
                           skipped: Optional[dict] = None) -> dict[str, np.ndarray]:
     """Parse Payer's all.csv: id -> (37, 2) float64 (x, y) original pixels.
 
-    Introduced in notebook 10_table4_hand. Raises DatasetError naming the file and row for a malformed row
+ Raises DatasetError naming the file and row for a malformed row
     (or records it in `skipped` with on_error="skip").
     """
     csv_path = Path(csv_path)
@@ -72,8 +70,6 @@ def read_hand_annotations(csv_path: Path | str, on_error: str = "raise",
 
 def read_hand_ids(txt_path: Path | str) -> list[str]:
     """Ids listed one per line in a cross-validation file (blank lines ignored).
-
-    Introduced in notebook 10_table4_hand.
     """
     txt_path = Path(txt_path)
     if not txt_path.is_file():
@@ -99,8 +95,6 @@ def find_images(root: Path | str) -> dict[str, Path]:
 def read_hand(root: Path | str, fold: int = 1, split: str = "train", setup: Path | str | None = None,
               on_error: str = "raise") -> LandmarkDataset:
     """Read one fold/split of the hand dataset -> LandmarkDataset of 37 landmarks, metric "wrist".
-
-    Introduced in notebook 00_setup_and_data.
 
     Args:
         root: the folder below which the <id>.jpg images are (anywhere); also holds setup/ unless `setup` given.

@@ -8,7 +8,7 @@ images (e.g. a TIFF of 0-1 values) by their min..max range; DICOM goes through :
 (rescale, VOI window, MONOCHROME1 inversion), which also gives its pixel spacing (`read_image`, `pixel_spacing`).
 
 `read_reduced` is the prepared cache's reader: a JPEG is decoded in Pillow's draft mode, where libjpeg scales
-each 8x8 DCT block down by 1/2, 1/4 or 1/8 while decoding (~5x faster; measured in `farnet_lite.data.cache`);
+each 8x8 DCT block down by 1/2, 1/4 or 1/8 while decoding (several times faster);
 every other format is decoded fully.
 
 EXIF orientation (a phone or scanner JPEG stored sideways with "rotate 90" in its header) is applied by every

@@ -1,7 +1,5 @@
 """Reader of the ISBI 2015 cephalometric challenge in its public layout (Wang et al., MedIA 2016; paper §4.1).
 
-Introduced in notebook 00_setup_and_data.
-
 Layout under `root`:
 
     RawImage/TrainingData/001.bmp ... 150.bmp       (or .jpg / .png copies)
@@ -92,8 +90,6 @@ def _list_images(folder: Path) -> dict[str, Path]:
 def read_isbi2015(root: Path | str, split: str = "train", annotation: str = "mean",
                   on_error: str = "raise") -> LandmarkDataset:
     """Read one split of ISBI 2015 -> LandmarkDataset of 19 landmarks, metric 0.1 mm/px.
-
-    Introduced in notebook 00_setup_and_data.
 
     Args:
         root: the folder holding RawImage/ and AnnotationsByMD/.

@@ -1,7 +1,5 @@
 """Procedural "radiographs" with landmarks on salient structure (the images of the synthetic datasets).
 
-Introduced in notebook 03_backbones_feature_pyramid.
-
 `synthetic_radiograph` draws a grey image of bone-like shapes (numpy only, a few ms for 256x256): a fixed
 anatomy template for the given K (shapes laid out on a grid, or stacked like vertebrae with
 layout="column"), jittered per image, then posed by a random similarity transform (rotation ±15°, scale ±10%,
@@ -121,8 +119,6 @@ def synthetic_radiograph(seed, size: tuple[int, int] = (256, 256), num_landmarks
                          layout: str = "grid", max_rotation: float = 15.0, max_scale: float = 0.1,
                          max_shift: float = 0.1, noise: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Draw one procedural radiograph with `num_landmarks` landmarks (deterministic in `seed`).
-
-    Introduced in notebook 03_backbones_feature_pyramid.
 
     Args:
         seed: int (or sequence of ints) for np.random.default_rng.

@@ -1,7 +1,5 @@
 """One sample type for the three datasets of the paper: `Sample`, `MetricSpec`, `LandmarkDataset`.
 
-Introduced in notebook 00_setup_and_data.
-
 Every reader (ISBI 2015, Digital Hand Atlas, AASCE spine) returns a `LandmarkDataset`: a lazy sequence of
 `Sample`s. Constructing one only lists files and parses the (small) annotation files; an image is decoded
 when its sample is accessed.
@@ -183,7 +181,7 @@ class LandmarkDataset(Sequence):
 def dataset_summary(dataset: LandmarkDataset) -> dict:
     """Counts, image-size range and landmark extent of a dataset, from file headers (no decoding).
 
-    Introduced in notebook 00_setup_and_data. Returns a dict with keys name, split, count, labelled, num_landmarks,
+ Returns a dict with keys name, split, count, labelled, num_landmarks,
     height (min, max), width (min, max), x (min, max) and y (min, max) over all labelled landmarks
     (None when nothing is labelled), and missing (annotated ids without an image).
     """

@@ -1,7 +1,5 @@
 """Reader of the AASCE 2019 / SpineWeb dataset 16 (Wu et al., BoostNet, MICCAI 2017; FARNet paper §4.1).
 
-Introduced in notebook 00_setup_and_data.
-
 Layout under `root` (the folder boostnet_labeldata, or a folder that contains it):
 
     data/{training,test}/<name>.jpg                 grey AP radiographs of varying size
@@ -76,8 +74,6 @@ def spine_root(root: Path | str) -> Path:
 
 def read_spine(root: Path | str, split: str = "training", on_error: str = "raise") -> LandmarkDataset:
     """Read one split of the spine dataset -> LandmarkDataset of 68 landmarks, metric "fraction".
-
-    Introduced in notebook 00_setup_and_data.
 
     Args:
         root: the boostnet_labeldata folder (or its parent).
@@ -182,7 +178,6 @@ def paper_split_indices(dataset: LandmarkDataset) -> tuple[list[int], list[int]]
 
     The committed :data:`SPINE_SPLIT_FILE` when the dataset's images are the ones it lists (the public 481);
     otherwise (the synthetic stand-in, another copy) :func:`paper_split` of its own names, with the same seed.
-    Introduced in notebook 11_table5_spine.
     """
     names = [Path(p).name for p in dataset.paths]
     committed = read_split_file() if SPINE_SPLIT_FILE.is_file() else {}

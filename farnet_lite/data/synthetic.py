@@ -1,8 +1,6 @@
 """Synthetic datasets in exactly the three public layouts, so every reader and the whole pipeline run without
 the real data (tests, CI, `make demo`). The images come from `synthetic_radiograph` (procedural.py).
 
-Introduced in notebook 00_setup_and_data.
-
 Each writer is deterministic and idempotent: it keeps a small manifest (`synthetic_manifest.json`) of its
 parameters in the root and does nothing when called again with the same ones. A root is written into a
 temporary sibling folder and renamed into place, so nothing half-written is left behind. A non-empty root
@@ -73,7 +71,7 @@ def write_synthetic_isbi(root: Path | str, n_train: int = 24, n_test1: int = 12,
     """Write a synthetic ISBI 2015 root: RawImage/{TrainingData,Test1Data,Test2Data}/NNN.bmp and
     AnnotationsByMD/400_{senior,junior}/NNN.txt (19 integer "x,y" lines + extra trailing lines).
 
-    Introduced in notebook 01_heatmap_ground_truth. Ids follow the official numbering (train from 001, Test1 from
+ Ids follow the official numbering (train from 001, Test1 from
     151, Test2 from 301); the junior doctor is the senior one ± up to 2 px; Test2 annotations are withheld like the
     public data. `size` is (H, W): (240, 193) is the real 2400 x 1935 scaled down. Returns root.
     """
@@ -176,7 +174,7 @@ def write_synthetic_spine(root: Path | str, n_training: int = 24, n_test: int = 
 def write_synthetic_datasets(root: Path | str, seed: int = 0) -> dict[str, Path]:
     """Write the three synthetic datasets with their default sizes under `root`.
 
-    Introduced in notebook 00_setup_and_data. Returns {"isbi2015": root/isbi2015, "hand": root/hand_dha,
+ Returns {"isbi2015": root/isbi2015, "hand": root/hand_dha,
     "spine": root/spine_aasce} (the folder names of the real copies), each ready for its reader.
     """
     root = Path(root)

@@ -1,7 +1,5 @@
 """Shared pieces of the downloaders: resumable pooch downloads, safe extraction, atomic staging.
 
-Introduced in notebook 00_setup_and_data.
-
 * `fetch` downloads with pooch into a cache folder (default ``~/.cache/farnet_lite``): a sha256 is checked
   when known, a tqdm bar shows progress, an interrupted transfer resumes from its ``.part`` file (HTTP Range),
   and a file that fails its checksum is deleted, never left in the cache.

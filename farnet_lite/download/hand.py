@@ -1,7 +1,5 @@
 """Download the Digital Hand Atlas radiographs with the 37 landmarks of Payer et al. (MedIA 2019).
 
-Introduced in notebook 00_setup_and_data.
-
     python -m farnet_lite.download.hand --dest data/hand_dha
 
 Two sources:
@@ -168,7 +166,7 @@ def download_hand(dest: str | Path = "data/hand_dha", url: Optional[str] = None,
                   workers: int = 4, setup_dir: Optional[str | Path] = None) -> Path:
     """Fetch Payer's setup files and the DHA images into `dest` (atomically); returns `dest`.
 
-    Introduced in notebook 00_setup_and_data. Skips everything when `dest` already holds a valid copy (unless `force`).
+ Skips everything when `dest` already holds a valid copy (unless `force`).
     `setup_dir`: a local copy of the setup folder (all.csv, cv/) to use instead of downloading it.
     """
     dest = Path(dest)

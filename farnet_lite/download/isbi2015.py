@@ -1,7 +1,5 @@
 """Download the ISBI 2015 cephalometric challenge data (Wang et al., MedIA 2016) from figshare.
 
-Introduced in notebook 00_setup_and_data.
-
     python -m farnet_lite.download.isbi2015 --dest data/isbi2015
 
 Source: figshare article 3471833, shared through the private link 37ec464af8e81ae6ebbf
@@ -114,7 +112,7 @@ def download_isbi2015(dest: str | Path = "data/isbi2015", url: Optional[str] = N
                       cache_dir: Optional[str | Path] = None, force: bool = False, progress: bool = True) -> Path:
     """Download (or take `archives`), extract and verify ISBI 2015 into `dest`; returns `dest`.
 
-    Introduced in notebook 00_setup_and_data. Skips everything when `dest` already holds a valid copy (unless `force`).
+ Skips everything when `dest` already holds a valid copy (unless `force`).
     """
     dest = Path(dest)
     if already_installed(dest, "ISBI 2015", lambda: validate_isbi2015(dest), force):

@@ -1,7 +1,5 @@
 """Install the AASCE 2019 spine radiographs (SpineWeb dataset 16, "boostnet_labeldata"; Wu et al. 2017).
 
-Introduced in notebook 00_setup_and_data.
-
     python -m farnet_lite.download.spine --dest data/spine_aasce --archive boostnet_labeldata.zip
 
 There is no download URL we can rely on: SpineWeb (http://spineweb.digitalimaginggroup.ca/, "Dataset 16: 609
@@ -71,7 +69,7 @@ def install_spine(dest: str | Path = "data/spine_aasce", archives: Optional[Sequ
                   progress: bool = True) -> Path:
     """Extract (after downloading `url`, if given) the spine archive into ``dest/boostnet_labeldata``.
 
-    Introduced in notebook 00_setup_and_data. Returns that folder. Skips everything when it already holds a valid copy.
+ Returns that folder. Skips everything when it already holds a valid copy.
     """
     dest = Path(dest)
     target = dest / FOLDER

@@ -3,7 +3,7 @@
 # "### BEGIN SOLUTION" and "### END SOLUTION" are what the student writes.
 
 # %% [exercise] fr
-class FeatureRefinement(nn.Module):
+class FR(nn.Module):
     """FR (use_heatmaps=True) or FR* (False): full-resolution heatmaps (B, K, H, W) from
     features (B, F, H/2, W/2) (MSFA's A1), c0 (B, C0, H, W) and, for FR only, heatmaps (B, K, H/2, W/2) (MSFA's).
 

@@ -1,0 +1,2 @@
+"""The pictures: figures of the paper (``plots``), the landmark viewer (``viewer``), the network diagram
+(``diagram``)."""
