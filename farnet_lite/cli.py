@@ -31,12 +31,12 @@ from farnet_lite.atomic import RunFolderLocked, os_error_sentence
 from farnet_lite.config import GROUPS, PRESETS, TrainConfig, config_fields
 from farnet_lite.data.errors import DatasetError
 from farnet_lite.data.imageio import IMAGE_FORMATS
-from farnet_lite.engine.benchmark import add_benchmark_arguments, run_benchmark
 from farnet_lite.engine.checkpoint import load_checkpoint
 from farnet_lite.engine.evaluate import check_batch_size, evaluate
 from farnet_lite.engine.options import DefaultsFormatter, add_alias, add_field_option, show_value
 from farnet_lite.engine.predict import predict
 from farnet_lite.engine.train import train
+from farnet_lite.reproduction.benchmark import add_benchmark_arguments, run_benchmark
 from farnet_lite.reproduction.experiments import TABLES
 from farnet_lite.reproduction.reproduce import reproduce
 

@@ -110,13 +110,11 @@ GROUPS = {
     "speed": "speed (same weights, same numbers up to float rounding)",
     "run": "the run: seed, folders, checkpoints",
 }
-"""The sections of :class:`TrainConfig` in order (its fields' ``metadata["group"]``; ``farnet train --help``
-shows one argument group each)."""
+"""The sections of :class:`TrainConfig` (``metadata["group"]``); ``farnet train --help`` shows one group each."""
 
 
 def _option(group: str, default, help: str, choices: Optional[Tuple] = None):
-    """A TrainConfig field of section ``group`` whose ``metadata`` carries its help text and choices (the CLI is
-    built from them)."""
+    """A TrainConfig field of section ``group``; its ``metadata`` holds the help text and choices the CLI shows."""
     metadata = {"group": group, "help": help}
     if choices is not None:
         metadata["choices"] = tuple(choices)

@@ -4,85 +4,21 @@ The import graph is read from the source with ``ast`` (nothing is imported): an 
 ``import farnet_lite.B`` / ``from farnet_lite.B import x`` / ``from farnet_lite import B`` anywhere in A, at module
 level or inside a function. Importing ``farnet_lite.data.x`` also runs ``farnet_lite/data/__init__.py``, so it adds
 an edge to the subpackage ``farnet_lite.data`` as well. The top-level package ``farnet_lite`` is left out: Python
-initialises it before any of its modules, and ``__init__`` only re-exports.
+initialises it before any of its modules, and ``__init__`` only re-exports. The graph is drawn by tools/import_graph.py.
 """
 import ast
+import importlib.util
+import sys
 from pathlib import Path
-from typing import Dict, List, Set
 
-PACKAGE = Path(__file__).resolve().parents[1] / "farnet_lite"
-MAX_MODULE_LINES = 420
-
-
-def module_files() -> Dict[str, Path]:
-    """``{dotted module name: file}`` for every .py file of the package (``__init__`` named after its folder)."""
-    files = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return files
-
-
-def _resolve(name: str, modules: Dict[str, Path]) -> str:
-    """The longest module of the package that ``name`` (a module, or a module + attribute) refers to."""
-    while name and name not in modules:
-        name = name.rpartition(".")[0]
-    return name
-
-
-def imported_names(tree: ast.AST) -> List[str]:
-    """Every absolute ``farnet_lite...`` name imported anywhere in ``tree`` (``from m import x`` gives ``m`` and
-    ``m.x``: x may be a submodule)."""
-    names = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-    return [n for n in names if n == "farnet_lite" or n.startswith("farnet_lite.")]
-
-
-def import_graph() -> Dict[str, Set[str]]:
-    """``{module: modules it imports}``, with the subpackages whose ``__init__`` such an import runs."""
-    modules = module_files()
-    graph: Dict[str, Set[str]] = {}
-    for name, path in modules.items():
-        edges = set()
-        for target in imported_names(ast.parse(path.read_text(), str(path))):
-            target = _resolve(target, modules)
-            while target and target != "farnet_lite":
-                if target != name and not name.startswith(target + "."):  # not itself nor its own packages
-                    edges.add(target)
-                target = target.rpartition(".")[0]
-        graph[name] = edges
-    return graph
-
-
-def find_cycle(graph: Dict[str, Set[str]]) -> List[str]:
-    """One import cycle as ``[a, b, ..., a]``, or ``[]`` when the graph is acyclic (depth-first search)."""
-    state: Dict[str, int] = {}  # 1: on the current path, 2: finished
-    path: List[str] = []
-
-    def visit(node: str) -> List[str]:
-        state[node] = 1
-        path.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
-            if nxt not in state:
-                cycle = visit(nxt)
-                if cycle:
-                    return cycle
-        path.pop()
-        state[node] = 2
-        return []
-
-    for start in sorted(graph):
-        if start not in state:
-            cycle = visit(start)
-            if cycle:
-                return cycle
-    return []
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("farnet_import_graph", REPO / "tools" / "import_graph.py")
+house = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = house
+_spec.loader.exec_module(house)
+find_cycle, import_graph, imported_names, module_files = (house.find_cycle, house.import_graph, house.imported_names,
+                                                          house.module_files)
+MAX_MODULE_LINES = house.MAX_MODULE_LINES
 
 
 def test_cycle_finder_finds_a_planted_cycle():
@@ -97,12 +33,21 @@ def test_graph_sees_function_level_imports_and_subpackages():
     graph = import_graph()
     assert {"farnet_lite.layers"} <= graph["farnet_lite.model"]
     assert {"farnet_lite.model", "farnet_lite.baselines"} <= graph["farnet_lite.systems"]
-    assert "farnet_lite.data" in graph["farnet_lite.datasets"]  # data/__init__ runs before data.hand
+    assert "farnet_lite.data" in graph["farnet_lite.datasets"]  # importing data.hand runs data/__init__ too
 
 
 def test_no_import_cycle_among_package_modules():
     cycle = find_cycle(import_graph())
     assert not cycle, f"import cycle: {' -> '.join(cycle)}; move the shared piece to a lower module"
+
+
+def test_no_arrow_points_up_the_plan():
+    """core, data, download <- pictures <- engine <- reproduction: the model never imports the engine, the engine never
+    the paper's bookkeeping (the entry points cli and demo may import anything)."""
+    assert house.upward_arrows(import_graph()) == []
+    planted = {"farnet_lite.model": {"farnet_lite.engine.train"}, "farnet_lite.engine.train": set()}
+    assert house.upward_arrows(planted) == ["farnet_lite.model -> farnet_lite.engine.train"]
+    assert {house.wing(room) for room in import_graph()} == set(house.PLAN) | {"entry"}
 
 
 def test_no_module_is_too_long():

@@ -20,7 +20,7 @@ recorded (ok / partial / error / skipped) in provenance.json even when another f
 
 1. ``benchmark``: train and inference images/s and peak memory at the ISBI size: the kit's fast path (bf16
    autocast, channels_last, batch 8, uint8 cache in GPU memory) against the official-style pipeline (fp32, batch 1,
-   NCHW, full-size JPEGs decoded and heatmaps built per sample on the CPU), both from ``farnet_lite.engine.benchmark``,
+   NCHW, full-size JPEGs decoded and heatmaps built per sample on the CPU), both from ``farnet_lite.reproduction.benchmark``,
    with the ratio.
 2. ``isbi``: FARNet-DenseNet-121 from random initialisation with the ``fast`` preset, as many of its 300 epochs as
    the budget allows (the cosine schedule is re-planned from the measured time of epochs 1 and 2; a run that would
@@ -70,7 +70,7 @@ try:
     from farnet_lite.data.augment import augment
     from farnet_lite.data.cache import default_cache_name, encode_image, load_cache, prepare_cache, resize_image
     from farnet_lite.datasets import cv_fold_indices
-    from farnet_lite.engine.benchmark import bench_engine, bench_official_style
+    from farnet_lite.reproduction.benchmark import bench_engine, bench_official_style
     from farnet_lite.engine.evaluate import evaluate_cache
     from farnet_lite.engine.outputs import predictions_frame, write_frame, write_json
     from farnet_lite.engine.runtime import (BatchSource, build_optimizer, build_scheduler, cuda_native_bf16,

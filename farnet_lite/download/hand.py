@@ -21,7 +21,7 @@ copy), put them in one zip or tar (any folder structure; files named ``<id>.jpg`
 If raw.githubusercontent.com is unreachable, clone or download that repository by other means and pass
 ``--setup-dir path/to/hand_xray_dataset/setup``.
 
-Resulting layout (what `farnet_lite.data.read_hand` reads): ``data/hand_dha/images/<id>.jpg`` and
+Resulting layout (what `farnet_lite.data.hand.read_hand` reads): ``data/hand_dha/images/<id>.jpg`` and
 ``data/hand_dha/setup/{all.csv, cv/set*/{train,test}.txt}``.
 """
 from __future__ import annotations

@@ -19,7 +19,7 @@ landing page in a browser, "Download all", then
     python -m farnet_lite.download.isbi2015 --dest data/isbi2015 --archive ~/Downloads/3471833.zip
 
 `--archive` also accepts the two inner archives (RawImage.rar AnnotationsByMD.rar) or zips of the folders.
-Resulting layout (what `farnet_lite.data.read_isbi2015` reads):
+Resulting layout (what `farnet_lite.data.isbi2015.read_isbi2015` reads):
 
     data/isbi2015/RawImage/{TrainingData,Test1Data,Test2Data}/NNN.bmp
     data/isbi2015/AnnotationsByMD/{400_senior,400_junior}/NNN.txt

@@ -14,7 +14,7 @@ with pooch first. The archive is extracted safely, the layout is verified, and o
     data/spine_aasce/boostnet_labeldata/labels/training/<image>.jpg.mat       (variable p2, 68 x 2)
     data/spine_aasce/boostnet_labeldata/labels/{training,test}/filenames.csv  (+ landmarks.csv, angles.csv)
 
-which `farnet_lite.data.read_spine` reads (its root may be either folder). Test labels are not public.
+which `farnet_lite.data.spine.read_spine` reads (its root may be either folder). Test labels are not public.
 """
 from __future__ import annotations
 

@@ -180,5 +180,5 @@ def small_map_gemm_for(model: nn.Module, enabled: bool, device) -> str:
     if not enabled or torch.device(device).type != "cpu":
         return ""
     count = use_small_map_gemm(model)
-    return (f"CPU: {count} convolutions compute maps smaller than their weights as one matrix product "
-            f"(small_map_gemm; --no-small-map-gemm turns it off).")
+    return (f"CPU: {count} convolutions compute as one matrix product wherever their map is much smaller than their "
+            f"weights (small_map_gemm; --no-small-map-gemm turns it off).")

@@ -64,7 +64,7 @@ class MSFA(nn.Module):
       self.top   nn.Sequential(phi_3 C5 -> C5 // 2, phi_1 C5 // 2 -> width)                    U5
       self.up1   nn.ModuleList of 3 UpBlocks, skips L4, L3, L2, all width wide                  U4, U3, U2
       self.down  nn.ModuleList of 3 DownBlocks, skips U3, U4, U5, widths C3, C4, C5;           D3, D4, D5
-                 the last one (at L5) fuses with kernel_size=3
+                 every fusion 1x1 (section 3.1; the official code: 3x3 at L5)
       self.top2  phi_1 C5 -> width                                                             A5
       self.up2   nn.ModuleList of 4 UpBlocks, skips D4, D3, D2, L1;                             A4, A3, A2, A1
                  widths width, width, l2_width, l1_width
@@ -77,7 +77,7 @@ class MSFA(nn.Module):
         self.top = nn.Sequential(conv_bn_relu(c5, c5 // 2, 3), conv_bn_relu(c5 // 2, width, 1))           # U5
         self.up1 = nn.ModuleList([UpBlock(width, c, width, fusion) for c in (c4, c3, c2)])               # U4..U2
         self.down = nn.ModuleList([DownBlock(width, width, c3, fusion), DownBlock(c3, width, c4, fusion),
-                                   DownBlock(c4, width, c5, fusion, kernel_size=3)])                      # D3..D5
+                                   DownBlock(c4, width, c5, fusion)])                      # D3..D5
         self.top2 = conv_bn_relu(c5, width, 1)                                                            # A5
         self.up2 = nn.ModuleList([UpBlock(width, c4, width, fusion), UpBlock(width, c3, width, fusion),
                                   UpBlock(width, width, l2_width, fusion),

@@ -36,11 +36,12 @@ import torch
 from farnet_lite.config import TrainConfig
 from farnet_lite.engine.cpu import prepare_cpu, small_map_gemm_for
 from farnet_lite.engine.evaluate import EVAL_BATCH, predict_batch
+from farnet_lite.engine.measure import peak_mb, reset_peak, sync
 from farnet_lite.engine.options import DefaultsFormatter, add_alias, add_field_option
 from farnet_lite.engine.runtime import (BatchSource, build_optimizer, build_scheduler, make_scaler, precision_name,
                                         prepare_model, resolve_device, resolve_precision, run_codec)
 from farnet_lite.engine.train import train_one_epoch
-from farnet_lite.reproduction.official_style import bench_official_style, peak_mb, random_points, reset_peak, sync
+from farnet_lite.reproduction.official_style import bench_official_style, random_points
 from farnet_lite.systems import build_model_from_config
 
 
