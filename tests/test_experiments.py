@@ -146,7 +146,7 @@ def test_reproduce_real_data_needs_a_data_root(tmp_path, capsys):
 
 def test_gather_only_reads_the_committed_results(tmp_path):
     repo_results = Path(__file__).resolve().parents[1] / "results"
-    committed = repo_results / "isbi2015" / "cpu-320x256-densenet121-randinit"        # Table 3's run
+    committed = repo_results / "isbi2015" / "cpu-160x128-densenet121-randinit-scratch"   # Table 3's run
     if not committed.is_dir():
         pytest.skip("no committed ISBI result in this checkout")
     result = reproduce("table3", results_dir=repo_results, runs_dir=tmp_path / "runs", train_missing=False,
@@ -154,7 +154,7 @@ def test_gather_only_reads_the_committed_results(tmp_path):
     frame = result.frame
     line = frame[(frame.kit_row == "FARNet") & (frame.split == "test1") & (frame.metric == "mre")].iloc[0]
     assert line.ours == pytest.approx(json.loads((committed / "metrics_test1.json").read_text())["mre"])
-    assert "random init" in line.conditions and "19/22 epochs" in line.conditions
+    assert "random init" in line.conditions and "24/24 epochs" in line.conditions
     assert result.md_path is None and not (tmp_path / "runs").exists()
 
 
