@@ -123,8 +123,8 @@ def tiny_split(tmp_path_factory):
 def install_oracle(monkeypatch, config, cache, msfa_alone):
     """Make ``load_model`` (any checkpoint path) return an oracle of the Test1 cache and the tiny config."""
     oracle = Oracle(cache.images, cache.landmarks, sigma=config.sigma, msfa_alone=msfa_alone).eval()
-    for name in ("farnet_lite.engine.evaluate", "farnet_lite.engine.predict"):   # the modules, not the functions
-        monkeypatch.setattr(importlib.import_module(name), "load_model", lambda *args, **kwargs: (oracle, config))
+    inference = importlib.import_module("farnet_lite.engine.evaluate")   # evaluate and predict load through it
+    monkeypatch.setattr(inference, "load_model", lambda *args, **kwargs: (oracle, config))
 
 
 @pytest.mark.parametrize("msfa_alone", [False, True], ids=["fr", "msfa-alone"])

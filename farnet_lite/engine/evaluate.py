@@ -140,6 +140,19 @@ def evaluate_cache(model, cache, config: TrainConfig, device, amp_dtype=None,
     return EvalResult(ids=ids, pred=pred, scores=scores, summary=summary, errors=errors)
 
 
+def load_for_inference(checkpoint, device: str = "auto"):
+    """``(model in eval() mode, its config, torch.device)`` of a checkpoint, set up as training ran it: the CPU's
+    allocator and cores (:func:`~farnet_lite.engine.cpu.prepare_cpu`) and, where the run used it, the small-map
+    matrix product (printed). Shared by :func:`evaluate` and ``farnet_lite.engine.predict.predict``."""
+    torch_device = resolve_device(device)
+    prepare_cpu(torch_device)            # allocator + all cores (farnet_lite.engine.cpu)
+    model, config = load_model(checkpoint, torch_device)
+    gemm = small_map_gemm_for(model, config.small_map_gemm, torch_device)   # the arithmetic training used
+    if gemm:
+        print(gemm)
+    return model, config, torch_device
+
+
 def evaluate(checkpoint, splits: Optional[Sequence[str]] = None, *, data_root=None, output_dir=None,
              device: str = "auto", batch_size: Optional[int] = None, cache_dir=None,
              precision: Optional[str] = None, decode: Optional[str] = None) -> Dict[str, EvalResult]:
@@ -150,12 +163,7 @@ def evaluate(checkpoint, splits: Optional[Sequence[str]] = None, *, data_root=No
     ``output_dir`` defaults to the checkpoint's folder. Returns ``{split: EvalResult}``.
     """
     check_batch_size(batch_size)
-    torch_device = resolve_device(device)
-    prepare_cpu(torch_device)            # allocator + all cores (farnet_lite.engine.cpu)
-    model, config = load_model(checkpoint, torch_device)
-    gemm = small_map_gemm_for(model, config.small_map_gemm, torch_device)   # the arithmetic training used
-    if gemm:
-        print(gemm)
+    model, config, torch_device = load_for_inference(checkpoint, device)
     changes = {k: v for k, v in dict(data_root=data_root, cache_dir=cache_dir, precision=precision,
                                       decode=decode).items()
                if v is not None}

@@ -17,11 +17,9 @@ from farnet_lite.config import TrainConfig
 from farnet_lite.data.cache import resize_image
 from farnet_lite.data.errors import DatasetError
 from farnet_lite.data.imageio import find_images, read_image
-from farnet_lite.engine.checkpoint import load_model
-from farnet_lite.engine.cpu import prepare_cpu, small_map_gemm_for
-from farnet_lite.engine.evaluate import check_batch_size, predict_batch
+from farnet_lite.engine.evaluate import check_batch_size, load_for_inference, predict_batch
 from farnet_lite.engine.outputs import predictions_frame, write_frame
-from farnet_lite.engine.runtime import resolve_device, resolve_precision, run_codec
+from farnet_lite.engine.runtime import resolve_precision, run_codec
 from farnet_lite.heatmaps import rescale_points
 from farnet_lite.pictures.plots import overlay_copy, save_overlay
 
@@ -113,12 +111,7 @@ def predict(checkpoint, inputs: Union[str, Path, np.ndarray, Iterable], *, outpu
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}.")
     check_batch_size(batch_size)
-    torch_device = resolve_device(device)
-    prepare_cpu(torch_device)            # allocator + all cores (farnet_lite.engine.cpu)
-    model, config = load_model(checkpoint, torch_device)
-    gemm = small_map_gemm_for(model, config.small_map_gemm, torch_device)   # the arithmetic training used
-    if gemm:
-        print(gemm)
+    model, config, torch_device = load_for_inference(checkpoint, device)
     amp_dtype = resolve_precision(config.precision, torch_device)
     out = None if output_dir is None else Path(output_dir)
     items, skipped = _prediction_inputs(inputs, () if out is None else (out, out / PREDICTION_OUTPUTS[0]))
